@@ -1,0 +1,36 @@
+// The shape of a loaded, validated and frozen configuration. src/config.ts builds it.
+
+export interface Endpoint {
+  readonly host: string // an IP literal (IPv6 without brackets) or a host name
+  readonly port: number
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+export type UpstreamDataAddress = 'auto' | 'advertised' | 'control'
+
+export interface Config {
+  /** Where clients connect (--listen, may repeat). */
+  readonly listen: readonly Endpoint[]
+  /** The FTP server behind the proxy (--upstream HOST:PORT, required). */
+  readonly upstream: Endpoint
+  /** Pool of local ports for passive data connections, inclusive (--passive-ports MIN-MAX). */
+  readonly passivePorts: { readonly min: number; readonly max: number }
+  /** 'auto' = the local address the client dialled, else an IP literal (--advertise-address). */
+  readonly advertiseAddress: 'auto' | string
+  /** Which server address to dial for data (--upstream-data-address). */
+  readonly upstreamDataAddress: UpstreamDataAddress
+  /** Milliseconds to wait for a TCP connect to the server (control or data) (--connect-timeout). */
+  readonly connectTimeoutMs: number
+  /** Milliseconds a leased pool port waits for the client's data connection (--data-accept-timeout). */
+  readonly dataAcceptTimeoutMs: number
+  /** Milliseconds a control connection may stay idle while no transfer runs (--idle-timeout). */
+  readonly idleTimeoutMs: number
+  /** Milliseconds SIGTERM/SIGINT waits for running transfers before closing them (--shutdown-grace). */
+  readonly shutdownGraceMs: number
+  /** Longest control line in bytes, LF included (--max-line-length). */
+  readonly maxLineBytes: number
+  readonly logLevel: LogLevel
+  /** The config file it came from, if any (--config). */
+  readonly configFile: string | null
+}
