@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests drive: real FTP servers, real FTP clients, Prometheus and
+# the network tools. Idempotent, non-interactive, root on Debian 12.
+#
+# vsftpd, proftpd and pure-ftpd all declare `Conflicts: ftp-server`, so apt can install only one.
+# None of them is installed: each is unpacked with `dpkg-deb -x` into .cache/debs/<name>/ (one
+# layout for all three, and no package script can start an FTP service). Their runtime
+# libraries are installed with apt-get. test/e2e/lib/bin.ts looks a binary up on PATH first,
+# then in that cache, the same order `locate` uses below.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache="$repo/.cache/debs"
+export DEBIAN_FRONTEND=noninteractive
+
+die() { echo "install-deps: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (apt-get and dpkg need it)"
+
+# The tools the tests run, installed with apt (no recommends: prometheus would pull in exporters).
+apt_pkgs=(curl wget lftp python3 iproute2 nftables prometheus openssl perl)
+
+# Cache dir name -> the Debian packages unpacked into it. proftpd-core holds the proftpd binary,
+# ftpasswd and the modules dir (usr/lib/proftpd); mod-crypto adds mod_tls.so, which
+# mod_proxy needs loaded first.
+declare -A server_debs=(
+  [vsftpd]="vsftpd"
+  [proftpd]="proftpd-core proftpd-mod-crypto"
+  [pure-ftpd]="pure-ftpd"
+)
+
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+
+missing_pkgs=()
+for p in "${apt_pkgs[@]}"; do installed "$p" || missing_pkgs+=("$p"); done
+missing_servers=()
+for name in "${!server_debs[@]}"; do
+  [ -f "$cache/$name/.unpacked" ] || missing_servers+=("$name")
+done
+
+# Runtime libraries of the unpacked servers: the lib* names from their control files' Depends
+# (first alternative, version constraint dropped), recorded at unpack time so a rerun needs no .deb.
+lib_deps() {
+  dpkg-deb -f "$1" Depends | tr ',' '\n' | sed -E 's/\|.*//; s/\(.*\)//; s/^ +| +$//g' | grep -E '^lib' || true
+}
+
+unpack_server() {
+  local name=$1 dir="$cache/$1" dl
+  dl=$(mktemp -d)
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  # apt's download sandbox user (_apt) cannot write to a root-only mktemp dir; we are root anyway.
+  (cd "$dl" && apt-get -q -o APT::Sandbox::User=root download ${server_debs[$name]})
+  for deb in "$dl"/*.deb; do
+    dpkg-deb -x "$deb" "$dir"
+    lib_deps "$deb" >>"$dir/.libdeps"
+    dpkg-deb -W --showformat='${Package} ${Version}\n' "$deb" >>"$dir/.versions"
+  done
+  rm -rf "$dl"
+  touch "$dir/.unpacked"
+}
+
+if [ ${#missing_pkgs[@]} -gt 0 ] || [ ${#missing_servers[@]} -gt 0 ]; then
+  apt-get update -q
+  for name in "${missing_servers[@]}"; do unpack_server "$name"; done
+
+  mapfile -t libs < <(cat "$cache"/*/.libdeps | sort -u)
+  to_install=()
+  for p in "${apt_pkgs[@]}" "${libs[@]}"; do installed "$p" || to_install+=("$p"); done
+
+  if [ ${#to_install[@]} -gt 0 ]; then
+    # invoke-rc.d asks policy-rc.d before starting a service; 101 means "not allowed". Ours
+    # stands only for this install; whatever was there before is put back on any exit.
+    policy=/usr/sbin/policy-rc.d
+    backup=""
+    if [ -e "$policy" ]; then backup=$(mktemp); cp -p "$policy" "$backup"; fi
+    restore_policy() {
+      if [ -n "$backup" ]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
+    }
+    trap restore_policy EXIT
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    apt-get install -y -q --no-install-recommends "${to_install[@]}"
+    restore_policy
+    trap - EXIT
+  fi
+fi
+
+# The tests start Prometheus themselves on their own ports: a packaged service must not hold 9090.
+if [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+elif [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+  /etc/init.d/prometheus stop
+fi
+
+# Verification: every binary is found, loads all its libraries and answers a version query.
+locate() {
+  local bin=$1 dir found
+  if found=$(PATH="$PATH:/usr/sbin:/sbin" command -v "$bin"); then echo "$found"; return; fi
+  for dir in "${!server_debs[@]}"; do
+    for sub in usr/sbin usr/bin; do
+      [ -x "$cache/$dir/$sub/$bin" ] && { echo "$cache/$dir/$sub/$bin"; return; }
+    done
+  done
+  return 1
+}
+
+failed=0
+check() {
+  local bin=$1; shift
+  local path out
+  if ! path=$(locate "$bin"); then
+    echo "MISSING  $bin: not on PATH nor under .cache/debs/" >&2; failed=1; return
+  fi
+  if [ "$(head -c4 "$path" | tail -c3)" = ELF ]; then
+    if ldd "$path" | grep -q 'not found'; then
+      echo "BROKEN   $bin ($path): $(ldd "$path" | grep 'not found' | tr -s ' \t' ' ' | paste -sd';')" >&2
+      failed=1; return
+    fi
+  fi
+  # `vsftpd -v` writes its version to fd 0, so stdin is the capture pipe too (none of these reads it).
+  if ! out=$("$path" "$@" 0>&1 2>&1); then
+    echo "BROKEN   $bin ($path $*): $(echo "$out" | head -n 2)" >&2; failed=1; return
+  fi
+  printf 'ok       %-11s %s  (%s)\n' "$bin" "$path" "$(echo "$out" | grep -m1 . | cut -c1-60)"
+}
+
+check vsftpd -v
+check proftpd -v
+check ftpasswd --help
+check pure-ftpd --help
+check pure-pw --help
+check curl --version
+check wget --version
+check lftp --version
+check python3 --version
+check openssl version
+check ip -V
+check nft --version
+check prometheus --version
+check promtool --version
+
+[ "$failed" = 0 ] || die "some required tools are missing or broken (see above)"
+echo "install-deps: all tools present"
