@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+// Command line: `proxy` (the default), `demo`, `diagnose`; signals and exit codes.
+// Exit codes: 0 done, 1 runtime failure (a port already in use), 2 bad settings or usage.
+
+import { pino, type Logger } from 'pino'
+import { ephemeralOverlap, helpText, loadConfig, readEphemeralRange } from './config.js'
+import { ConfigError } from './errors.js'
+import { ProxyServer } from './proxy/server.js'
+import { VERSION } from './version.js'
+
+async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv
+  if (first === '--help' || first === '-h' || argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(helpText())
+    return 0
+  }
+  if (first === '--version') {
+    process.stdout.write(`${VERSION}\n`)
+    return 0
+  }
+  if (first === 'demo') {
+    const { runDemo } = await import('./demo/run.js')
+    return runDemo(rest)
+  }
+  return runProxy(first === 'proxy' ? rest : argv)
+}
+
+async function runProxy(argv: string[]): Promise<number> {
+  let config
+  try {
+    config = loadConfig(argv, process.env)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`ftp-pasv-proxy: ${err.message}\nRun ftp-pasv-proxy --help for the settings.\n`)
+      return 2
+    }
+    throw err
+  }
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime })
+  warnEphemeralOverlap(config.passivePorts, logger)
+  const proxy = new ProxyServer({ config, logger })
+  try {
+    await proxy.listen()
+  } catch (err) {
+    logger.fatal({ err }, 'cannot listen')
+    return 1
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        // A second signal: close what is left now.
+        logger.info({ signal }, 'second signal: closing every session now')
+        proxy.hurry()
+        return
+      }
+      stopping = true
+      logger.info({ signal, graceSeconds: proxy.config.shutdownGraceMs / 1000 }, 'shutting down: no new sessions, running transfers may finish')
+      void proxy.close(proxy.config.shutdownGraceMs).then((cut) => {
+        logger.info({ sessionsCut: cut }, 'proxy stopped')
+        resolve(0)
+      })
+    }
+    process.on('SIGTERM', stop)
+    process.on('SIGINT', stop)
+  })
+}
+
+function warnEphemeralOverlap(pool: { min: number; max: number }, logger: Logger): void {
+  const text = readEphemeralRange()
+  if (text === null) return
+  const overlap = ephemeralOverlap(pool, text)
+  if (overlap !== null) {
+    logger.warn(
+      { passivePorts: `${pool.min}-${pool.max}`, ephemeral: text.trim().split(/\s+/).join('-'), overlap: `${overlap.min}-${overlap.max}` },
+      'the passive pool overlaps the kernel ephemeral port range: outgoing connections may take pool ports; move --passive-ports below it',
+    )
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (err: unknown) => {
+    process.stderr.write(`ftp-pasv-proxy: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    process.exitCode = 1
+  },
+)

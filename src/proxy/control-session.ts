@@ -1,0 +1,478 @@
+// One client <-> server control session: relays commands and replies, rewrites passive replies,
+// and owns the session's data leases. Built over plain Duplex streams so that both sides can be
+// swapped for TLS sockets after AUTH TLS.
+
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import type { Config } from '../config-types.js'
+import { LineTooLongError, ProxyError } from '../errors.js'
+import { addressClass, dataCandidates, isIPv4, type CandidateKind } from '../net/address-policy.js'
+import type { PortLease, PortPool } from '../net/port-pool.js'
+import type { FailureReason, LeaseOutcome, ProxyMetrics } from '../observe/metrics.js'
+import { isAborWithoutLf, logSafe, parseCommand, TRANSFER_VERBS, transferDirection, type Command } from '../protocol/commands.js'
+import { LineFramer } from '../protocol/line-framer.js'
+import { format227, format229, parsePassiveReply, replyText, ReplyAssembler, type Reply } from '../protocol/replies.js'
+import { DataLease, DialError, dialFirst } from './data-relay.js'
+import { hintFor } from './hints.js'
+
+/** What the proxy shares with every session. */
+export interface SessionContext {
+  readonly config: () => Config
+  readonly pool: PortPool
+  readonly metrics: ProxyMetrics
+  /** Per upstream: which data candidate answered last (tried first next time). */
+  readonly dataMemory: { lastAnswered: CandidateKind | null }
+  readonly nextLeaseId: () => number
+}
+
+/** The addresses of one session, normalised (no `::ffff:` prefix). */
+export interface SessionEndpoints {
+  readonly clientAddress: string
+  readonly clientPort: number
+  /** The local address the client dialled: advertised by default, and where pool ports bind. */
+  readonly localAddress: string
+  /** The server's address as the proxy reached it (the control peer). */
+  readonly upstreamAddress: string
+  readonly upstreamPort: number
+  /** The local address of the upstream control socket: data connections are dialled from it. */
+  readonly upstreamLocalAddress: string
+  readonly upstreamLocalPort: number
+}
+
+interface PendingCommand {
+  readonly command: Command
+  /** The lease a transfer command uses, and whether the server has sent its 1xx. */
+  lease?: DataLease
+  preliminary?: boolean
+}
+
+// Replies queued while a passive reply waits for a port or a connect; past this, the server leg
+// is not read until the client catches up.
+const MAX_QUEUED_REPLIES = 64
+// A reply (multi-line included) longer than this is an error, like a long line.
+const MAX_REPLY_BYTES = 64 * 1024
+// Commands sent but not answered; past this, the client leg is not read.
+const MAX_PENDING_COMMANDS = 64
+const END = Symbol('end')
+
+export class ControlSession {
+  readonly id: string
+  readonly #client: Duplex
+  readonly #upstream: Duplex
+  readonly #ep: SessionEndpoints
+  readonly #ctx: SessionContext
+  readonly #log: Logger
+  readonly #clientFramer: LineFramer
+  readonly #upstreamFramer: LineFramer
+  readonly #assembler = new ReplyAssembler(MAX_REPLY_BYTES)
+  readonly #replies: Array<Reply | typeof END> = []
+  readonly #pending: PendingCommand[] = []
+  readonly #leases = new Set<DataLease>()
+  #current: DataLease | null = null
+  #draining = false
+  #endQueued = false
+  #user: string | undefined
+  #idleTimer: NodeJS.Timeout | null = null
+  #closedLegs = 0
+  #closed = false
+  #closeReason = 'client quit'
+  readonly #openedAt = performance.now()
+  readonly #done: Promise<void>
+  #resolveDone!: () => void
+
+  constructor(id: string, client: Duplex, upstream: Duplex, ep: SessionEndpoints, ctx: SessionContext, log: Logger) {
+    this.id = id
+    this.#client = client
+    this.#upstream = upstream
+    this.#ep = ep
+    this.#ctx = ctx
+    this.#log = log
+    const maxLineBytes = ctx.config().maxLineBytes
+    this.#clientFramer = new LineFramer({ maxLineBytes, acceptBareCr: isAborWithoutLf })
+    this.#upstreamFramer = new LineFramer({ maxLineBytes })
+    this.#done = new Promise((resolve) => {
+      this.#resolveDone = resolve
+    })
+  }
+
+  /** Resolves when both control legs have closed and every lease has ended. */
+  get done(): Promise<void> {
+    return this.#done
+  }
+
+  /** Whether a data transfer is running (a lease in use, or a transfer awaiting its reply). */
+  get transferActive(): boolean {
+    for (const lease of this.#leases) if (lease.claimed) return true
+    return this.#pending.some((p) => p.lease !== undefined)
+  }
+
+  start(): void {
+    const client = this.#client
+    const upstream = this.#upstream
+    client.on('data', (chunk: Buffer) => this.#onClientData(chunk))
+    upstream.on('data', (chunk: Buffer) => this.#onUpstreamData(chunk))
+    // A FIN from the client is passed on; the server's last replies still reach the client.
+    client.on('end', () => upstream.end())
+    upstream.on('end', () => this.#queueEnd())
+    client.on('error', (err) => this.#onError('client', err))
+    upstream.on('error', (err) => this.#onError('upstream', err))
+    client.on('close', () => this.#onLegClosed('client'))
+    upstream.on('close', () => this.#onLegClosed('upstream'))
+    this.#armIdle()
+    this.#log.info(
+      {
+        client: `${this.#ep.clientAddress}:${this.#ep.clientPort}`,
+        upstream: `${this.#ep.upstreamAddress}:${this.#ep.upstreamPort}`,
+        upstreamLocalPort: this.#ep.upstreamLocalPort,
+      },
+      'session opened',
+    )
+  }
+
+  /** Closes the session now: both legs and every lease. Safe to call twice. */
+  close(reason: string): void {
+    if (this.#closed) return
+    this.#closeReason = reason
+    this.#client.destroy()
+    this.#upstream.destroy()
+  }
+
+  /** Sends the client a final reply, then closes the session (idle timeout, shutdown, bad input). */
+  closeWith(reply: string, reason: string): void {
+    if (this.#closed) return
+    this.#closeReason = reason
+    this.#client.end(reply)
+    this.#upstream.destroy()
+  }
+
+  // ---- client -> server -------------------------------------------------------------------
+
+  #onClientData(chunk: Buffer): void {
+    let lines: Buffer[]
+    try {
+      lines = this.#clientFramer.push(chunk)
+    } catch (err) {
+      if (!(err instanceof LineTooLongError)) throw err
+      this.#log.warn({ limit: err.limit }, 'client sent a command line over the limit; closing')
+      this.closeWith(`500 Command line too long (limit ${err.limit} bytes).\r\n`, 'client line too long')
+      return
+    }
+    for (const line of lines) this.#onCommand(line)
+    if (this.#pending.length >= MAX_PENDING_COMMANDS) this.#client.pause()
+  }
+
+  #onCommand(line: Buffer): void {
+    const command = parseCommand(line)
+    this.#armIdle()
+    this.#log.debug({ cmd: logSafe(command) }, 'command')
+    const entry: PendingCommand = { command }
+    switch (command.verb) {
+      case 'USER':
+        this.#user = command.arg
+        break
+      case 'ABOR': {
+        // RFC 959 4.1.3: ABOR ends the transfer in progress. A server that reads no urgent data
+        // notices only when its data connection closes, so the proxy closes both legs first.
+        for (const p of this.#pending) if (p.lease !== undefined) p.lease.cancel('aborted')
+        this.#current?.cancel('aborted')
+        this.#pending.push(entry)
+        this.#writeUpstream(Buffer.from('ABOR\r\n'))
+        return
+      }
+      default:
+        if (TRANSFER_VERBS.has(command.verb) && this.#current !== null && !this.#current.ended) {
+          entry.lease = this.#current
+          entry.lease.setDirection(transferDirection(command.verb))
+          this.#current = null
+        }
+    }
+    this.#pending.push(entry)
+    this.#writeUpstream(line)
+  }
+
+  #writeUpstream(bytes: Buffer): void {
+    if (!this.#upstream.write(bytes)) {
+      this.#client.pause()
+      this.#upstream.once('drain', () => this.#resumeClient())
+    }
+  }
+
+  #resumeClient(): void {
+    if (this.#pending.length < MAX_PENDING_COMMANDS && this.#upstream.writableNeedDrain === false) this.#client.resume()
+  }
+
+  // ---- server -> client -------------------------------------------------------------------
+
+  #onUpstreamData(chunk: Buffer): void {
+    try {
+      for (const line of this.#upstreamFramer.push(chunk)) {
+        const reply = this.#assembler.push(line)
+        if (reply !== null) this.#replies.push(reply)
+      }
+    } catch (err) {
+      if (!(err instanceof LineTooLongError)) throw err
+      this.#log.warn({ limit: err.limit }, 'server sent a reply over the limit; closing')
+      this.#replies.push({ code: 421, lines: [Buffer.from(`421 The FTP server sent a reply longer than ${err.limit} bytes; closing.\r\n`)] })
+      this.#queueEnd()
+      this.#upstream.destroy()
+    }
+    if (this.#replies.length >= MAX_QUEUED_REPLIES) this.#upstream.pause()
+    void this.#drainReplies()
+  }
+
+  /** After the server's last reply has reached the client, the client leg ends too. */
+  #queueEnd(): void {
+    if (this.#endQueued) return
+    this.#endQueued = true
+    this.#replies.push(END)
+    void this.#drainReplies()
+  }
+
+  async #drainReplies(): Promise<void> {
+    if (this.#draining) return
+    this.#draining = true
+    try {
+      while (this.#replies.length > 0 && !this.#closed) {
+        const reply = this.#replies.shift() as Reply | typeof END
+        if (reply === END) {
+          this.#client.end()
+          this.#replies.length = 0
+          break
+        }
+        const out = this.#handleReply(reply)
+        const bytes = out instanceof Promise ? await out : out
+        if (this.#closed) break
+        for (const b of bytes) if (!this.#client.write(b)) await waitDrain(this.#client)
+      }
+    } finally {
+      this.#draining = false
+    }
+    if (!this.#closed && this.#replies.length < MAX_QUEUED_REPLIES) this.#upstream.resume()
+  }
+
+  /** What the client gets for one server reply: the reply itself unless rewritten. */
+  #handleReply(reply: Reply): readonly Buffer[] | Promise<readonly Buffer[]> {
+    const code = reply.code
+    if (code === null) return reply.lines
+    // RFC 959 4.2: 1yz replies are preliminary; the command is answered by the next final one.
+    const entry = code < 200 ? this.#pending[0] : this.#pending.shift()
+    if (code >= 200 && this.#pending.length < MAX_PENDING_COMMANDS) this.#resumeClient()
+    this.#log.trace({ code }, 'reply')
+    if (code === 227 || code === 229) return this.#rewritePassive(reply, code, entry?.command)
+    const lease = entry?.lease
+    if (lease === undefined) return reply.lines
+    if (code < 200) {
+      entry!.preliminary = true
+      return reply.lines
+    }
+    if (code < 300) return this.#afterDrain(lease, reply)
+    // The server refused the transfer command, or reported a failed transfer.
+    if (entry!.preliminary === true) lease.fail('reset')
+    else lease.cancel('refused')
+    return reply.lines
+  }
+
+  /**
+   * The server's 226 is held until the client's leg has been handed every byte: the proxy
+   * connected to the server early, so the server can finish before the client has its data.
+   */
+  async #afterDrain(lease: DataLease, reply: Reply): Promise<readonly Buffer[]> {
+    this.#upstream.pause()
+    const result = await lease.drained()
+    if (result === 'ok') return reply.lines
+    if (result === 'not_connected') {
+      return [Buffer.from('425 Can\'t open data connection: the client did not connect to the passive port.\r\n')]
+    }
+    return [Buffer.from('426 Connection closed; transfer aborted: the data connection to the client failed.\r\n')]
+  }
+
+  async #rewritePassive(reply: Reply, code: 227 | 229, asked: Command | undefined): Promise<readonly Buffer[]> {
+    const config = this.#ctx.config()
+    const metrics = this.#ctx.metrics
+    // Answer in the form the client asked for: curl, ftplib and basic-ftp reject a 227 after
+    // EPSV and a 229 after PASV, whatever the server sent.
+    const form: 227 | 229 = asked?.verb === 'PASV' ? 227 : asked?.verb === 'EPSV' ? 229 : code
+    const serverText = replyText(reply)
+    let endpoint
+    try {
+      endpoint = parsePassiveReply(code, serverText)
+    } catch (err) {
+      metrics.leaseEnded({ result: 'failed', reason: 'bad_passive_reply' })
+      this.#log.warn({ reason: 'bad_passive_reply', server: serverText, error: (err as Error).message }, 'data connection failed')
+      return [Buffer.from(`425 Can't open data connection: the FTP server's passive reply is invalid (${(err as Error).message}).\r\n`)]
+    }
+    const advertisedClass = endpoint.host === null ? null : addressClass(endpoint.host)
+    if (endpoint.host !== null && advertisedClass !== null) {
+      metrics.advertised(advertisedClass, endpoint.host === this.#ep.upstreamAddress)
+    }
+    // A new passive request replaces the previous one that no client has used.
+    if (this.#current !== null && !this.#current.claimed) this.#current.cancel('replaced')
+    this.#current = null
+
+    const advertise = config.advertiseAddress === 'auto' ? this.#ep.localAddress : config.advertiseAddress
+    if (form === 227 && !isIPv4(advertise)) {
+      return [Buffer.from(`425 Can't open data connection: ${advertise} cannot be named in a 227 reply; use EPSV.\r\n`)]
+    }
+    const fail = (reason: FailureReason, text: string, extra: object): readonly Buffer[] => {
+      metrics.leaseEnded({ result: 'failed', reason })
+      this.#log.warn(
+        {
+          reason,
+          server: serverText,
+          advertised: endpoint.host === null ? `port ${endpoint.port}` : `${endpoint.host}:${endpoint.port}`,
+          advertisedClass,
+          hint: hintFor(reason, endpoint.host, advertisedClass, this.#ep.upstreamAddress),
+          ...extra,
+        },
+        'data connection failed',
+      )
+      return [Buffer.from(`425 Can't open data connection: ${text}.\r\n`)]
+    }
+    let portLease: PortLease
+    try {
+      portLease = await this.#ctx.pool.lease(this.#ep.localAddress)
+    } catch (err) {
+      if (err instanceof ProxyError && err.code === 'POOL_EXHAUSTED') {
+        return fail('pool_exhausted', 'every passive port of the proxy is in use', {})
+      }
+      throw err
+    }
+    if (this.#closed) {
+      portLease.release()
+      return []
+    }
+    const candidates = dataCandidates(config.upstreamDataAddress, endpoint.host, this.#ep.upstreamAddress, this.#ctx.dataMemory.lastAnswered)
+    let dialled
+    try {
+      dialled = await dialFirst(candidates, endpoint.port, this.#ep.upstreamLocalAddress, config.connectTimeoutMs)
+    } catch (err) {
+      portLease.release()
+      if (!(err instanceof DialError)) throw err
+      const tried = err.attempts.map((a) => `${a.host}:${a.port} ${a.error ?? ''}`.trim()).join(', ')
+      return fail(err.reason, `the FTP server's data port did not answer (${tried})`, { targets: err.attempts })
+    }
+    if (this.#closed) {
+      dialled.socket.destroy()
+      portLease.release()
+      return []
+    }
+    this.#ctx.dataMemory.lastAnswered = dialled.candidate.kind
+    metrics.dataConnectSeconds.observe((dialled.attempts[dialled.attempts.length - 1]?.ms ?? 0) / 1000)
+    const lease = new DataLease({
+      id: this.#ctx.nextLeaseId(),
+      port: portLease,
+      upstream: dialled.socket,
+      clientAddress: this.#ep.clientAddress,
+      acceptTimeoutMs: config.dataAcceptTimeoutMs,
+      metrics,
+      log: this.#log,
+      onEnd: (l, outcome) => this.#onLeaseEnd(l, outcome),
+    })
+    this.#leases.add(lease)
+    this.#current = lease
+    const out = form === 227 ? format227(advertise, lease.port) : format229(lease.port)
+    metrics.passiveReplies.inc({ reply: String(form) })
+    this.#log.info(
+      {
+        lease: lease.id,
+        server: serverText,
+        advertised: endpoint.host === null ? `port ${endpoint.port}` : `${endpoint.host}:${endpoint.port}`,
+        advertisedClass,
+        dialled: `${dialled.candidate.host}:${endpoint.port}`,
+        targets: dialled.attempts,
+        client: out.trimEnd(),
+      },
+      'passive reply rewritten',
+    )
+    return [Buffer.from(out)]
+  }
+
+  #onLeaseEnd(lease: DataLease, outcome: LeaseOutcome): void {
+    this.#leases.delete(lease)
+    if (this.#current === lease) this.#current = null
+    const entry = this.#pending.find((p) => p.lease === lease)
+    const command = entry?.command
+    const { download, upload } = lease.bytes
+    const seconds = lease.seconds
+    const direction = command === undefined ? undefined : transferDirection(command.verb)
+    const bytes = direction === 'upload' ? upload : download
+    const fields = {
+      lease: lease.id,
+      user: this.#user,
+      command: command?.verb,
+      path: command?.arg,
+      direction,
+      bytes,
+      seconds: Number(seconds.toFixed(3)),
+      mbPerSecond: seconds > 0 ? Number((bytes / seconds / 1e6).toFixed(1)) : undefined,
+      result: outcome.result,
+      reason: 'reason' in outcome ? outcome.reason : undefined,
+      error: lease.error?.message,
+    }
+    if (outcome.result === 'failed') {
+      this.#log.warn({ ...fields, hint: hintFor(outcome.reason, null, null, this.#ep.upstreamAddress) }, 'data connection failed')
+    } else {
+      this.#log.info(fields, 'transfer finished')
+    }
+    this.#armIdle()
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------
+
+  #armIdle(): void {
+    if (this.#idleTimer !== null) clearTimeout(this.#idleTimer)
+    if (this.#closed) return
+    const ms = this.#ctx.config().idleTimeoutMs
+    this.#idleTimer = setTimeout(() => {
+      // The idle timeout counts only while no transfer runs: a long transfer keeps the control
+      // connection silent for as long as it takes.
+      if (this.transferActive) return this.#armIdle()
+      this.#log.info({ idleSeconds: ms / 1000 }, 'control connection idle; closing')
+      this.closeWith(`421 Idle timeout (${ms / 1000} s): closing control connection.\r\n`, 'idle timeout')
+    }, ms)
+    this.#idleTimer.unref()
+  }
+
+  #onError(leg: 'client' | 'upstream', err: Error): void {
+    this.#log.debug({ leg, error: err.message }, 'control connection error')
+    if (leg === 'upstream') this.#closeReason = `upstream error: ${(err as NodeJS.ErrnoException).code ?? err.message}`
+  }
+
+  #onLegClosed(leg: 'client' | 'upstream'): void {
+    this.#closedLegs++
+    if (leg === 'client') {
+      // Nothing more can reach the client: the server leg goes too.
+      this.#upstream.destroy()
+    } else {
+      this.#queueEnd()
+    }
+    if (this.#closedLegs < 2) return
+    this.#closed = true
+    if (this.#idleTimer !== null) clearTimeout(this.#idleTimer)
+    for (const lease of [...this.#leases]) lease.cancel('closed')
+    this.#ctx.metrics.sessionsActive.dec()
+    this.#log.info(
+      {
+        client: `${this.#ep.clientAddress}:${this.#ep.clientPort}`,
+        upstreamLocalPort: this.#ep.upstreamLocalPort,
+        seconds: Number(((performance.now() - this.#openedAt) / 1000).toFixed(3)),
+        reason: this.#closeReason,
+      },
+      'session closed',
+    )
+    if (this.#leases.size === 0) this.#resolveDone()
+    else void Promise.all([...this.#leases].map((l) => l.drained())).then(() => this.#resolveDone())
+  }
+}
+
+function waitDrain(stream: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done)
+      stream.off('close', done)
+      resolve()
+    }
+    stream.on('drain', done)
+    stream.on('close', done)
+  })
+}

@@ -1,0 +1,301 @@
+// One data-connection setup (a lease): a pool port held for one client, a connection to the
+// server's data endpoint made before the client is told where to connect, and the relay between
+// the two. Every lease ends exactly once, with one outcome (see LeaseOutcome).
+
+import net from 'node:net'
+import type { Logger } from 'pino'
+import type { CandidateKind, DataCandidate } from '../net/address-policy.js'
+import { normalizeAddress } from '../net/address-policy.js'
+import type { PortLease } from '../net/port-pool.js'
+import type { Direction, FailureReason, LeaseOutcome, ProxyMetrics } from '../observe/metrics.js'
+
+export interface DialAttempt {
+  readonly host: string
+  readonly port: number
+  readonly kind: CandidateKind
+  readonly error?: string
+  readonly ms: number
+}
+
+export class DialError extends Error {
+  readonly reason: FailureReason
+  readonly attempts: readonly DialAttempt[]
+  constructor(reason: FailureReason, attempts: readonly DialAttempt[]) {
+    const last = attempts[attempts.length - 1]
+    super(last?.error ?? reason)
+    this.name = 'DialError'
+    this.reason = reason
+    this.attempts = attempts
+  }
+}
+
+/** Maps a connect error to a failure reason: refused, timed out, or anything else unreachable. */
+export function dialFailureReason(code: string | undefined): FailureReason {
+  if (code === 'ECONNREFUSED') return 'upstream_refused'
+  if (code === 'ETIMEDOUT') return 'upstream_timeout'
+  return 'upstream_unreachable'
+}
+
+/**
+ * Dials the candidates in order, each within `timeoutMs`, from `localAddress` (the local
+ * address of the upstream control socket: vsftpd refuses a data connection from another IP).
+ * Resolves with the first socket that connects; rejects with every attempt's error.
+ */
+export async function dialFirst(
+  candidates: readonly DataCandidate[],
+  port: number,
+  localAddress: string | undefined,
+  timeoutMs: number,
+): Promise<{ socket: net.Socket; candidate: DataCandidate; attempts: DialAttempt[] }> {
+  const attempts: DialAttempt[] = []
+  let lastCode: string | undefined
+  for (const candidate of candidates) {
+    const started = performance.now()
+    try {
+      const socket = await dialOne(candidate.host, port, localAddress, timeoutMs)
+      attempts.push({ host: candidate.host, port, kind: candidate.kind, ms: performance.now() - started })
+      return { socket, candidate, attempts }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      lastCode = code
+      attempts.push({
+        host: candidate.host,
+        port,
+        kind: candidate.kind,
+        error: code ?? (err as Error).message,
+        ms: performance.now() - started,
+      })
+    }
+  }
+  throw new DialError(dialFailureReason(lastCode), attempts)
+}
+
+function dialOne(host: string, port: number, localAddress: string | undefined, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const options: net.NetConnectOpts = { host, port, allowHalfOpen: true }
+    // A local address of the other family cannot be bound for this target: let the kernel pick.
+    if (localAddress !== undefined && net.isIP(localAddress) === net.isIP(host)) options.localAddress = localAddress
+    const socket = net.connect(options)
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
+    }, timeoutMs)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.removeListener('error', onError)
+      resolve(socket)
+    })
+    const onError = (err: Error): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      reject(err)
+    }
+    socket.once('error', onError)
+  })
+}
+
+export interface DataLeaseOptions {
+  readonly id: number
+  readonly port: PortLease
+  readonly upstream: net.Socket
+  /** The control client's IP: the only address allowed to connect (RFC 2577 port stealing). */
+  readonly clientAddress: string
+  readonly acceptTimeoutMs: number
+  readonly metrics: ProxyMetrics
+  readonly log: Logger
+  /** Called once when the lease ends. */
+  readonly onEnd: (lease: DataLease, outcome: LeaseOutcome) => void
+}
+
+/** How the data carried by a lease went, for the 226 held back until the client leg drained. */
+export type DrainResult = 'ok' | 'failed' | 'not_connected'
+
+export class DataLease {
+  readonly id: number
+  readonly port: number
+  #opts: DataLeaseOptions
+  #client: net.Socket | null = null
+  #upstream: net.Socket
+  #acceptTimer: NodeJS.Timeout | null
+  #outcome: LeaseOutcome | null = null
+  #cancelling: LeaseOutcome | null = null
+  #direction: Direction = 'download'
+  #startedAt = 0
+  #closedLegs = 0
+  #error: Error | null = null
+  #drainWaiters: Array<(r: DrainResult) => void> = []
+
+  constructor(opts: DataLeaseOptions) {
+    this.id = opts.id
+    this.port = opts.port.port
+    this.#opts = opts
+    this.#upstream = opts.upstream
+    opts.port.server.on('connection', (socket) => this.#onConnection(socket))
+    // A listener error after bind (rare: EMFILE on accept) ends the lease; nothing to relay.
+    opts.port.server.on('error', (err) => {
+      this.#error = err
+      this.#settle({ result: 'failed', reason: 'reset' })
+    })
+    // Until the client connects, the server leg is not read: its data waits in the kernel.
+    this.#upstream.on('error', (err) => {
+      this.#error ??= err
+    })
+    this.#upstream.on('close', () => this.#onLegClosed())
+    this.#acceptTimer = setTimeout(() => this.#settle({ result: 'failed', reason: 'client_timeout' }), opts.acceptTimeoutMs)
+  }
+
+  /** Whether a client connected (the lease is in use, not replaceable). */
+  get claimed(): boolean {
+    return this.#client !== null
+  }
+
+  get ended(): boolean {
+    return this.#outcome !== null
+  }
+
+  get outcome(): LeaseOutcome | null {
+    return this.#outcome
+  }
+
+  get bytes(): { download: number; upload: number } {
+    return { download: this.#upstream.bytesRead, upload: this.#client?.bytesRead ?? 0 }
+  }
+
+  get seconds(): number {
+    return this.#startedAt === 0 ? 0 : (performance.now() - this.#startedAt) / 1000
+  }
+
+  /** Sets the direction of the transfer that uses this lease (for byte counters and logs). */
+  setDirection(direction: Direction): void {
+    this.#direction = direction
+  }
+
+  /**
+   * Resolves when the leg that carries the data has been handed every byte: the client leg for
+   * a download, the server leg for an upload; 'failed' when a leg broke, 'not_connected' when
+   * the lease ended before a client connected.
+   */
+  drained(): Promise<DrainResult> {
+    if (this.#error === null && this.#dataLegFinished()) return Promise.resolve('ok')
+    if (this.#outcome !== null) return Promise.resolve(this.#drainResultAtEnd())
+    return new Promise((resolve) => this.#drainWaiters.push(resolve))
+  }
+
+  /** Ends the lease now with a cancel reason (replaced, aborted, refused, closed), closing both legs. */
+  cancel(reason: 'replaced' | 'aborted' | 'refused' | 'closed'): void {
+    if (this.#outcome !== null || this.#cancelling !== null) return
+    const outcome: LeaseOutcome = { result: 'cancelled', reason }
+    if (this.#client === null) {
+      this.#settle(outcome)
+      return
+    }
+    // Settled when both legs have closed, so the port is free only once the sockets are.
+    this.#cancelling = outcome
+    this.#client.destroy()
+    this.#upstream.destroy()
+  }
+
+  /** Ends a relay that broke (the server reported a failed transfer while a leg was open). */
+  fail(reason: FailureReason): void {
+    if (this.#outcome !== null || this.#cancelling !== null) return
+    if (this.#client === null) {
+      this.#settle({ result: 'failed', reason })
+      return
+    }
+    this.#cancelling = { result: 'failed', reason }
+    this.#client.destroy()
+    this.#upstream.destroy()
+  }
+
+  #onConnection(socket: net.Socket): void {
+    const peer = normalizeAddress(socket.remoteAddress ?? '')
+    if (this.#client !== null || this.#outcome !== null || peer !== this.#opts.clientAddress) {
+      if (peer !== this.#opts.clientAddress) {
+        this.#opts.metrics.foreignDataConnections.inc()
+        this.#opts.log.warn({ lease: this.id, from: peer, expected: this.#opts.clientAddress }, 'data connection from a foreign address refused')
+      }
+      socket.destroy()
+      return
+    }
+    if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
+    this.#acceptTimer = null
+    this.#client = socket
+    this.#startedAt = performance.now()
+    const client = socket
+    const upstream = this.#upstream
+    client.on('error', (err) => {
+      this.#error ??= err
+    })
+    client.on('close', () => this.#onLegClosed())
+    // Any error on one leg destroys the other: a broken transfer must not look complete.
+    client.on('close', () => {
+      if (this.#error !== null) upstream.destroy()
+    })
+    upstream.on('close', () => {
+      if (this.#error !== null) client.destroy()
+    })
+    // pipe() respects write() returning false and ends the destination on the source's FIN;
+    // with allowHalfOpen each FIN is forwarded on its own.
+    upstream.pipe(client)
+    client.pipe(upstream)
+    client.once('finish', () => this.#onFinish())
+    upstream.once('finish', () => this.#onFinish())
+    client.resume()
+  }
+
+  // Called when either leg has been handed its last byte and our FIN.
+  #onFinish(): void {
+    if (this.#error !== null || !this.#dataLegFinished()) return
+    for (const w of this.#drainWaiters.splice(0)) w('ok')
+  }
+
+  #dataLegFinished(): boolean {
+    const leg = this.#direction === 'upload' ? this.#upstream : this.#client
+    return leg !== null && leg.writableFinished
+  }
+
+  #onLegClosed(): void {
+    this.#closedLegs++
+    if (this.#client === null) {
+      // The server closed its leg before any client came: nothing can be relayed.
+      if (this.#outcome === null && this.#cancelling === null) {
+        this.#settle({ result: 'failed', reason: 'reset' })
+      }
+      return
+    }
+    if (this.#closedLegs < 2) return
+    if (this.#cancelling !== null) this.#settle(this.#cancelling)
+    else if (this.#error !== null) this.#settle({ result: 'failed', reason: 'reset' })
+    else this.#settle({ result: 'ok' })
+  }
+
+  #drainResultAtEnd(): DrainResult {
+    if (this.#error === null && this.#dataLegFinished()) return 'ok'
+    return this.#client === null ? 'not_connected' : 'failed'
+  }
+
+  #settle(outcome: LeaseOutcome): void {
+    if (this.#outcome !== null) return
+    this.#outcome = outcome
+    if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
+    this.#acceptTimer = null
+    this.#client?.destroy()
+    this.#upstream.destroy()
+    this.#opts.port.release()
+    if (this.#client !== null) {
+      const { download, upload } = this.bytes
+      this.#opts.metrics.dataBytes.inc({ direction: 'download' }, download)
+      this.#opts.metrics.dataBytes.inc({ direction: 'upload' }, upload)
+      this.#opts.metrics.dataTransferSeconds.observe(this.seconds)
+    }
+    const result = this.#drainResultAtEnd()
+    for (const w of this.#drainWaiters.splice(0)) w(result)
+    this.#opts.metrics.leaseEnded(outcome)
+    this.#opts.onEnd(this, outcome)
+  }
+
+  /** The error that ended the relay, if any, for logs. */
+  get error(): Error | null {
+    return this.#error
+  }
+}

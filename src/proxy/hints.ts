@@ -1,0 +1,30 @@
+// Plain-words hints for failed data connections: what an engineer reading a capture would say.
+
+import type { AddressClass } from '../net/address-policy.js'
+import type { FailureReason } from '../observe/metrics.js'
+
+const SERVER_FIX =
+  'set the address clients can reach in the server: vsftpd pasv_address, ProFTPD MasqueradeAddress, pure-ftpd -P'
+
+export function hintFor(reason: FailureReason, advertised: string | null, cls: AddressClass | null, controlPeer: string): string {
+  const differs = advertised !== null && advertised !== controlPeer
+  switch (reason) {
+    case 'upstream_refused':
+    case 'upstream_timeout':
+    case 'upstream_unreachable': {
+      const how = reason === 'upstream_refused' ? 'refused the connection' : reason === 'upstream_timeout' ? 'did not answer in time' : 'has no route'
+      if (differs) {
+        return `the server advertised ${cls ?? 'an'} address ${advertised} that differs from its control address ${controlPeer}, and its data port ${how} from the proxy; ${SERVER_FIX}, or run the proxy where that address is reachable, or use --upstream-data-address control`
+      }
+      return `the server's data port ${how} from the proxy: check the server's passive port range (vsftpd pasv_min_port/pasv_max_port, ProFTPD PassivePorts, pure-ftpd -p) and any firewall between proxy and server`
+    }
+    case 'client_timeout':
+      return 'the client did not connect to the passive port the proxy advertised: check that the advertised address (--advertise-address) and the pool range (--passive-ports) are reachable from clients'
+    case 'pool_exhausted':
+      return 'every port of the passive pool is leased: widen --passive-ports or lower --data-accept-timeout'
+    case 'bad_passive_reply':
+      return 'the server sent a 227/229 the proxy cannot parse: check the server version and its passive-mode settings'
+    case 'reset':
+      return 'a data connection broke mid-transfer: the client or the server closed it abruptly'
+  }
+}

@@ -1,0 +1,177 @@
+// The proxy: client listeners, one ControlSession per client, the passive port pool, the
+// metrics registry and the root logger; graceful close.
+
+import net from 'node:net'
+import type { Logger } from 'pino'
+import type { Config, Endpoint } from '../config-types.js'
+import { normalizeAddress, type CandidateKind } from '../net/address-policy.js'
+import { PortPool } from '../net/port-pool.js'
+import { createMetrics, type ProxyMetrics } from '../observe/metrics.js'
+import { ControlSession, type SessionContext } from './control-session.js'
+import { VERSION } from '../version.js'
+
+export interface ProxyOptions {
+  readonly config: Config
+  readonly logger: Logger
+  /** An existing registry-backed metrics object; one is created per proxy otherwise. */
+  readonly metrics?: ProxyMetrics
+}
+
+export class ProxyServer {
+  #config: Config
+  readonly logger: Logger
+  readonly metrics: ProxyMetrics
+  readonly pool: PortPool
+  readonly #listeners: net.Server[] = []
+  readonly #sessions = new Set<ControlSession>()
+  readonly #context: SessionContext
+  readonly #dataMemory: { lastAnswered: CandidateKind | null } = { lastAnswered: null }
+  #sessionSeq = 0
+  #leaseSeq = 0
+  #closing = false
+  #deadline = 0
+
+  constructor(options: ProxyOptions) {
+    this.#config = options.config
+    this.logger = options.logger
+    this.metrics = options.metrics ?? createMetrics({ version: VERSION })
+    this.pool = new PortPool(options.config.passivePorts, () => this.metrics.poolInUse.set(this.pool.inUse))
+    this.metrics.poolSize.set(this.pool.size)
+    this.metrics.poolInUse.set(0)
+    this.#context = {
+      config: () => this.#config,
+      pool: this.pool,
+      metrics: this.metrics,
+      dataMemory: this.#dataMemory,
+      nextLeaseId: () => ++this.#leaseSeq,
+    }
+  }
+
+  get config(): Config {
+    return this.#config
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size
+  }
+
+  /** The addresses the proxy listens on (ports resolved when the config said 0). */
+  addresses(): Endpoint[] {
+    return this.#listeners.map((l) => {
+      const a = l.address() as net.AddressInfo
+      return { host: a.address, port: a.port }
+    })
+  }
+
+  async listen(): Promise<void> {
+    for (const ep of this.#config.listen) {
+      // pauseOnConnect: the client is not read until its upstream connection exists.
+      const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => this.#onClient(socket))
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen({ host: ep.host, port: ep.port }, () => {
+          server.off('error', reject)
+          resolve()
+        })
+      })
+      server.on('error', (err) => this.logger.error({ err }, 'listener error'))
+      this.#listeners.push(server)
+    }
+    this.logger.info(
+      {
+        listen: this.addresses().map((a) => `${a.host}:${a.port}`),
+        upstream: `${this.#config.upstream.host}:${this.#config.upstream.port}`,
+        passivePorts: `${this.#config.passivePorts.min}-${this.#config.passivePorts.max}`,
+        version: VERSION,
+      },
+      'proxy listening',
+    )
+  }
+
+  #onClient(client: net.Socket): void {
+    if (this.#closing) {
+      client.destroy()
+      return
+    }
+    const sid = `s${++this.#sessionSeq}`
+    const clientAddress = normalizeAddress(client.remoteAddress ?? '')
+    const log = this.logger.child({ sid, client: clientAddress })
+    client.on('error', (err) => log.debug({ error: err.message }, 'client error before session'))
+    const { host, port } = this.#config.upstream
+    const upstream = net.connect({ host, port, allowHalfOpen: true })
+    upstream.pause()
+    const timer = setTimeout(() => {
+      upstream.destroy(Object.assign(new Error(`connect timed out after ${this.#config.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' }))
+    }, this.#config.connectTimeoutMs)
+    const onConnectError = (err: NodeJS.ErrnoException): void => {
+      clearTimeout(timer)
+      this.metrics.sessionsRejected.inc({ reason: 'upstream_unreachable' })
+      log.warn({ upstream: `${host}:${port}`, error: err.code ?? err.message }, 'FTP server unreachable; session refused')
+      client.end(`421 Service not available: the proxy cannot reach the FTP server (${err.code ?? err.message}).\r\n`)
+    }
+    upstream.once('error', onConnectError)
+    upstream.once('connect', () => {
+      clearTimeout(timer)
+      upstream.off('error', onConnectError)
+      if (client.destroyed || this.#closing) {
+        upstream.destroy()
+        client.destroy()
+        return
+      }
+      client.setKeepAlive(true, 60_000)
+      upstream.setKeepAlive(true, 60_000)
+      client.setNoDelay(true)
+      upstream.setNoDelay(true)
+      const session = new ControlSession(
+        sid,
+        client,
+        upstream,
+        {
+          clientAddress,
+          clientPort: client.remotePort ?? 0,
+          localAddress: normalizeAddress(client.localAddress ?? ''),
+          upstreamAddress: normalizeAddress(upstream.remoteAddress ?? host),
+          upstreamPort: upstream.remotePort ?? port,
+          upstreamLocalAddress: normalizeAddress(upstream.localAddress ?? ''),
+          upstreamLocalPort: upstream.localPort ?? 0,
+        },
+        this.#context,
+        log,
+      )
+      this.#sessions.add(session)
+      this.metrics.sessionsTotal.inc()
+      this.metrics.sessionsActive.inc()
+      void session.done.then(() => this.#sessions.delete(session))
+      session.start()
+      client.resume()
+      upstream.resume()
+    })
+  }
+
+  /**
+   * Stops accepting, lets running transfers finish within `graceMs`, then closes what is left.
+   * Sessions with no transfer running are closed at once with a 421.
+   * Resolves with the number of sessions cut at the end of the grace.
+   */
+  /** Ends the grace of a running close() now (a second signal). */
+  hurry(): void {
+    this.#deadline = 0
+  }
+
+  async close(graceMs: number): Promise<number> {
+    this.#closing = true
+    // Not awaited: a server's close callback waits for every connection it accepted.
+    for (const l of this.#listeners) l.close()
+    this.#deadline = Date.now() + graceMs
+    while (this.#sessions.size > 0 && Date.now() < this.#deadline) {
+      for (const s of this.#sessions) {
+        if (!s.transferActive) s.closeWith('421 Service closing control connection: the proxy is shutting down.\r\n', 'shutdown')
+      }
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const cut = this.#sessions.size
+    for (const s of this.#sessions) s.close('shutdown grace ended')
+    await Promise.all([...this.#sessions].map((s) => s.done))
+    return cut
+  }
+}
