@@ -1,0 +1,614 @@
+// Settings for the proxy command: defaults, flags, environment and an optional config file,
+// merged, validated and frozen (STYLE.md 8, after fastify lib/initial-config-validation.js).
+//
+// loadConfig only builds a Config; it never prints or exits. main.ts picks the command first:
+// `diagnose`, `demo` and `--help`/`-h` are handled there, and loadConfig gets the arguments after
+// the program name and after the optional `proxy` command word. Anything loadConfig does not
+// know, `--help` included, is a ConfigError, so a mistyped flag stops the proxy instead of being
+// ignored. Each call reads everything afresh and returns a new frozen object, so a reload builds
+// and validates a whole new Config and swaps it in.
+//
+// Precedence, per setting: flag, then environment variable, then config file, then DEFAULTS.
+// The config file's path itself comes from --config, else FTP_PROXY_CONFIG.
+
+import { readFileSync } from 'node:fs'
+import { extname } from 'node:path'
+import { parseArgs } from 'node:util'
+import ipaddr from 'ipaddr.js'
+import { parse as parseYaml } from 'yaml'
+import type { Config, Endpoint, LogLevel, UpstreamDataAddress } from './config-types.js'
+import { ConfigError } from './errors.js'
+
+// Each pool port is a listener held open while leased (STYLE.md 6), one file descriptor each;
+// a larger pool mostly means hitting the fd limit at an unpredictable moment instead of now.
+const MAX_POOL_PORTS = 10_000
+// A floor so 227/229 replies and ordinary commands with a path always fit; a ceiling because
+// every connection may buffer up to this much while it waits for the LF.
+const MIN_LINE_BYTES = 512
+const MAX_LINE_BYTES = 1_048_576
+// No timeout needs to exceed a day; a bigger value is far more likely a unit mistake.
+const MAX_DURATION_MS = 86_400_000
+const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+const UPSTREAM_DATA_ADDRESSES: readonly UpstreamDataAddress[] = ['auto', 'advertised', 'control']
+
+/** Everything but the upstream server, which has no sensible default and must be given. */
+export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
+  // Loopback only: exposing the proxy to a network should be a deliberate choice.
+  listen: [{ host: '127.0.0.1', port: 2121 }],
+  // TCP ports, inclusive: 100 passive transfers at once. Below Linux's default ephemeral range
+  // (32768-60999), so the kernel does not hand these ports to outgoing connections.
+  passivePorts: { min: 30000, max: 30099 },
+  advertiseAddress: 'auto',
+  upstreamDataAddress: 'auto',
+  connectTimeoutMs: 5_000, // ms, a TCP connect to the server, control or data
+  dataAcceptTimeoutMs: 30_000, // ms, a leased pool port waits this long for the client
+  idleTimeoutMs: 900_000, // ms = 15 min without commands while no transfer runs
+  shutdownGraceMs: 30_000, // ms, running transfers may finish after SIGTERM/SIGINT
+  maxLineBytes: 8192, // bytes per control line, LF included
+  logLevel: 'info',
+  configFile: null,
+})
+
+// One row per setting: the camelCase key (config file key and name in error messages), the flag,
+// the environment variable and the help text. Flag parsing, the environment, the check for
+// unknown file keys and --help all come from this table, so they cannot drift apart.
+const SETTINGS = [
+  {
+    key: 'listen',
+    flag: 'listen',
+    env: 'FTP_PROXY_LISTEN',
+    arg: 'HOST:PORT',
+    help: 'Where clients connect. Repeat the flag or separate with commas. IPv6 as [::1]:2121; port 0 = any free port.',
+  },
+  {
+    key: 'upstream',
+    flag: 'upstream',
+    env: 'FTP_PROXY_UPSTREAM',
+    arg: 'HOST:PORT',
+    help: 'The FTP server behind the proxy, by host name or IP.',
+  },
+  {
+    key: 'passivePorts',
+    flag: 'passive-ports',
+    env: 'FTP_PROXY_PASSIVE_PORTS',
+    arg: 'MIN-MAX',
+    help: `Local ports for passive data connections, inclusive, 1-65535, at most ${MAX_POOL_PORTS} of them.`,
+  },
+  {
+    key: 'advertiseAddress',
+    flag: 'advertise-address',
+    env: 'FTP_PROXY_ADVERTISE_ADDRESS',
+    arg: 'auto|IPv4',
+    help: 'Address put in 227 replies to clients; auto = the local address the client dialled.',
+  },
+  {
+    key: 'upstreamDataAddress',
+    flag: 'upstream-data-address',
+    env: 'FTP_PROXY_UPSTREAM_DATA_ADDRESS',
+    arg: UPSTREAM_DATA_ADDRESSES.join('|'),
+    help: "Server address to dial for data: the one in the server's 227 reply (advertised), the control connection's (control), or both, the likelier first (auto).",
+  },
+  {
+    key: 'connectTimeout',
+    flag: 'connect-timeout',
+    env: 'FTP_PROXY_CONNECT_TIMEOUT',
+    arg: 'DURATION',
+    help: 'Limit on a TCP connect to the server, control or data.',
+  },
+  {
+    key: 'dataAcceptTimeout',
+    flag: 'data-accept-timeout',
+    env: 'FTP_PROXY_DATA_ACCEPT_TIMEOUT',
+    arg: 'DURATION',
+    help: "How long a passive port waits for the client's data connection.",
+  },
+  {
+    key: 'idleTimeout',
+    flag: 'idle-timeout',
+    env: 'FTP_PROXY_IDLE_TIMEOUT',
+    arg: 'DURATION',
+    help: 'Close a control connection idle this long while no transfer runs.',
+  },
+  {
+    key: 'shutdownGrace',
+    flag: 'shutdown-grace',
+    env: 'FTP_PROXY_SHUTDOWN_GRACE',
+    arg: 'DURATION',
+    help: 'On SIGTERM/SIGINT, how long running transfers may go on before they are closed.',
+  },
+  {
+    key: 'maxLineLength',
+    flag: 'max-line-length',
+    env: 'FTP_PROXY_MAX_LINE_LENGTH',
+    arg: 'BYTES',
+    help: `Longest control line, LF included, ${MIN_LINE_BYTES}-${MAX_LINE_BYTES}.`,
+  },
+  {
+    key: 'config',
+    flag: 'config',
+    env: 'FTP_PROXY_CONFIG',
+    arg: 'FILE',
+    help: 'Config file, .json, .yaml or .yml (see below).',
+  },
+  {
+    key: 'logLevel',
+    flag: 'log-level',
+    env: 'FTP_PROXY_LOG_LEVEL',
+    arg: LOG_LEVELS.join('|'),
+    help: 'Least severe level written to the log.',
+  },
+] as const
+
+type SettingKey = (typeof SETTINGS)[number]['key']
+
+/** Which setting a raw value is for and where it came from, for error messages. */
+interface Origin {
+  readonly key: SettingKey
+  readonly from: string
+}
+
+interface Raw {
+  readonly value: unknown
+  readonly origin: Origin
+}
+
+// `multiple` for every flag, so a flag given twice is reported instead of the last one winning.
+const PARSE_ARGS_OPTIONS = Object.fromEntries(
+  SETTINGS.map((s) => [s.flag, { type: 'string', multiple: true }] as const),
+)
+
+/**
+ * Build the proxy's configuration.
+ * @param argv the arguments after the program name and the optional `proxy` command word
+ * @param env usually process.env; an empty variable counts as unset, as container tools often
+ *   write `NAME=` for "not given"
+ * @param readFile reads the config file; tests pass their own
+ * @throws ConfigError naming the first setting that breaks a rule
+ */
+export function loadConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  readFile: (path: string) => string = (path) => readFileSync(path, 'utf8'),
+): Config {
+  const flags = parseFlags(argv)
+  const configRaw = flags.get('config') ?? fromEnv(env, 'config')
+  const configFile = configRaw === undefined ? null : configFileName(configRaw)
+  const file = configFile === null ? new Map<SettingKey, Raw>() : readConfigFile(configFile, readFile)
+
+  // First of flag, environment, file; undefined when none of them sets it.
+  const raw = (key: SettingKey): Raw | undefined =>
+    flags.get(key) ?? fromEnv(env, key) ?? file.get(key)
+  function setting<T>(key: SettingKey, parse: (r: Raw) => T, fallback: T): T {
+    const r = raw(key)
+    return r === undefined ? fallback : parse(r)
+  }
+
+  const upstreamRaw = raw('upstream')
+  if (upstreamRaw === undefined) {
+    throw new ConfigError(
+      'upstream',
+      'required (HOST:PORT of the FTP server; --upstream or FTP_PROXY_UPSTREAM)',
+    )
+  }
+  const config: Config = {
+    listen: setting('listen', parseListen, DEFAULTS.listen),
+    upstream: parseEndpoint(expectString(upstreamRaw, 'HOST:PORT'), upstreamRaw.origin, false),
+    passivePorts: setting('passivePorts', parsePortRange, DEFAULTS.passivePorts),
+    advertiseAddress: setting('advertiseAddress', parseAdvertiseAddress, DEFAULTS.advertiseAddress),
+    upstreamDataAddress: setting(
+      'upstreamDataAddress',
+      (r) => parseChoice(r, UPSTREAM_DATA_ADDRESSES),
+      DEFAULTS.upstreamDataAddress,
+    ),
+    connectTimeoutMs: setting('connectTimeout', parseDuration, DEFAULTS.connectTimeoutMs),
+    dataAcceptTimeoutMs: setting('dataAcceptTimeout', parseDuration, DEFAULTS.dataAcceptTimeoutMs),
+    idleTimeoutMs: setting('idleTimeout', parseDuration, DEFAULTS.idleTimeoutMs),
+    shutdownGraceMs: setting('shutdownGrace', parseDuration, DEFAULTS.shutdownGraceMs),
+    maxLineBytes: setting('maxLineLength', parseLineLength, DEFAULTS.maxLineBytes),
+    logLevel: setting('logLevel', (r) => parseChoice(r, LOG_LEVELS), DEFAULTS.logLevel),
+    configFile,
+  }
+  checkPoolAgainstListen(config)
+  return deepFreeze(config)
+}
+
+function parseFlags(argv: readonly string[]): Map<SettingKey, Raw> {
+  let values: Record<string, string[] | undefined>
+  try {
+    values = parseArgs({ args: [...argv], options: PARSE_ARGS_OPTIONS, strict: true }).values
+  } catch (err) {
+    // parseArgs reports unknown flags, missing values and stray words as TypeErrors with
+    // ERR_PARSE_ARGS_* codes; anything else is a bug here and goes up unchanged.
+    if (err instanceof TypeError && String((err as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS_')) {
+      throw new ConfigError('arguments', `${err.message.replace(/\s*\n\s*/g, ' ')} (see ftp-pasv-proxy --help)`)
+    }
+    throw err
+  }
+  const flags = new Map<SettingKey, Raw>()
+  for (const s of SETTINGS) {
+    const given = values[s.flag]
+    if (given === undefined) continue
+    const origin: Origin = { key: s.key, from: `--${s.flag}` }
+    if (s.key !== 'listen' && given.length > 1) {
+      throw new ConfigError(s.key, `--${s.flag} is given ${given.length} times; give it once`)
+    }
+    flags.set(s.key, { value: s.key === 'listen' ? given : given[0], origin })
+  }
+  return flags
+}
+
+function fromEnv(env: Readonly<Record<string, string | undefined>>, key: SettingKey): Raw | undefined {
+  const name = spec(key).env
+  const value = env[name]
+  return value === undefined || value === '' ? undefined : { value, origin: { key, from: name } }
+}
+
+function spec(key: SettingKey): (typeof SETTINGS)[number] {
+  // The key type only admits keys of the table, so the row exists.
+  return SETTINGS.find((s) => s.key === key) as (typeof SETTINGS)[number]
+}
+
+function configFileName(r: Raw): string {
+  const name = expectString(r, 'a file name')
+  if (name === '') throw fail(r.origin, 'is empty; give a file name')
+  return name
+}
+
+function readConfigFile(path: string, readFile: (path: string) => string): Map<SettingKey, Raw> {
+  // Decide the format before reading, so a wrong name fails the same whether or not it exists.
+  const ext = extname(path).toLowerCase()
+  if (ext !== '.json' && ext !== '.yaml' && ext !== '.yml') {
+    throw new ConfigError('config', `${path}: unknown format "${ext}"; name the file .json, .yaml or .yml`)
+  }
+  let text: string
+  try {
+    text = readFile(path)
+  } catch (err) {
+    throw new ConfigError('config', `cannot read ${path}: ${(err as Error).message}`)
+  }
+  let doc: unknown
+  try {
+    // JSON is YAML 1.2 too, but JSON.parse gives JSON's own error messages for .json files.
+    doc = ext === '.json' ? JSON.parse(text) : parseYaml(text)
+  } catch (err) {
+    // yaml's messages carry a code frame after the first line; the first line has line and column.
+    const first = (err as Error).message.split('\n')[0]
+    throw new ConfigError('config', `${path} is not valid ${ext === '.json' ? 'JSON' : 'YAML'}: ${first}`)
+  }
+  // An empty YAML file (or one with every line commented out) is null: no settings.
+  if (doc === null) return new Map()
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new ConfigError('config', `${path} must hold a mapping of settings, not ${describe(doc)}`)
+  }
+  const fileKeys: readonly string[] = SETTINGS.filter((s) => s.key !== 'config').map((s) => s.key)
+  const settings = new Map<SettingKey, Raw>()
+  for (const [key, value] of Object.entries(doc)) {
+    if (!fileKeys.includes(key)) {
+      throw new ConfigError(key, `unknown setting in ${path}; known settings: ${fileKeys.join(', ')}`)
+    }
+    const known = key as SettingKey
+    settings.set(known, { value, origin: { key: known, from: path } })
+  }
+  return settings
+}
+
+function fail(origin: Origin, rule: string): ConfigError {
+  return new ConfigError(origin.key, `${rule} (from ${origin.from})`)
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'a list'
+  if (typeof value === 'string') return JSON.stringify(value)
+  return typeof value === 'object' ? 'a mapping' : String(value)
+}
+
+function expectString(r: Raw, what: string): string {
+  if (typeof r.value !== 'string') throw fail(r.origin, `expected ${what} as a string, got ${describe(r.value)}`)
+  return r.value
+}
+
+function parseListen(r: Raw): readonly Endpoint[] {
+  const items = typeof r.value === 'string' ? [r.value] : r.value
+  if (!Array.isArray(items) || !items.every((i): i is string => typeof i === 'string')) {
+    throw fail(r.origin, `expected HOST:PORT or a list of them, got ${describe(r.value)}`)
+  }
+  // One rule for every source: an item may itself be a comma-separated list.
+  const texts = items.flatMap((i) => i.split(',')).map((t) => t.trim())
+  if (texts.length === 0) throw fail(r.origin, 'is empty; give at least one HOST:PORT')
+  const endpoints: Endpoint[] = []
+  const seen = new Set<string>()
+  for (const text of texts) {
+    if (text === '') throw fail(r.origin, `has an empty entry in ${describe(r.value)}`)
+    const endpoint = parseEndpoint(text, r.origin, true)
+    // Port 0 asks for any free port, so the same host twice with port 0 is two listeners.
+    const id = `${endpoint.host} ${endpoint.port}`
+    if (endpoint.port !== 0 && seen.has(id)) throw fail(r.origin, `${text} is given twice`)
+    seen.add(id)
+    endpoints.push(endpoint)
+  }
+  return endpoints
+}
+
+/** HOST:PORT, IPv6 in brackets; the host is returned without brackets. */
+function parseEndpoint(text: string, origin: Origin, allowPortZero: boolean): Endpoint {
+  const bracketed = /^\[([^\]]*)\]:([^:]*)$/.exec(text)
+  let host: string
+  let portText: string
+  if (bracketed === null && text.startsWith('[')) {
+    throw fail(origin, `${JSON.stringify(text)} is not [IPv6]:PORT`)
+  }
+  if (bracketed !== null) {
+    // Both groups take part in every match of the pattern.
+    host = bracketed[1] as string
+    portText = bracketed[2] as string
+    if (!ipaddr.IPv6.isValid(host)) throw fail(origin, `"${host}" in brackets is not an IPv6 address`)
+  } else {
+    const colon = text.lastIndexOf(':')
+    if (colon < 0) throw fail(origin, `${JSON.stringify(text)} has no port; use HOST:PORT, IPv6 as [::1]:21`)
+    host = text.slice(0, colon)
+    portText = text.slice(colon + 1)
+    if (host.includes(':')) {
+      throw fail(origin, `${JSON.stringify(text)}: put an IPv6 address in brackets, e.g. [::1]:2121`)
+    }
+    checkHostName(host, origin)
+  }
+  if (!/^\d+$/.test(portText)) throw fail(origin, `port ${JSON.stringify(portText)} is not a number`)
+  const port = Number(portText)
+  if (port > 65535 || (port === 0 && !allowPortZero)) {
+    throw fail(origin, `port ${port} is out of range 1-65535${allowPortZero ? ' (or 0 for any free port)' : ''}`)
+  }
+  return { host, port }
+}
+
+/** An IPv4 address in dotted decimal, or a host name (RFC 1123 2.1, plus `_` for container names). */
+function checkHostName(host: string, origin: Origin): void {
+  // RFC 3696 2: a top-level label is never all-numeric, so such a name is meant as an IPv4
+  // address. Only the dotted-decimal form is accepted: getaddrinfo would also take "127.1",
+  // "0x7f.1" or octal "010.0.0.1", which rarely mean what the writer thinks.
+  const name = host.replace(/\.$/, '')
+  const last = name.slice(name.lastIndexOf('.') + 1)
+  if (/^(\d+|0x[0-9a-f]*)$/i.test(last)) {
+    if (!ipaddr.IPv4.isValidFourPartDecimal(host)) {
+      throw fail(origin, `${JSON.stringify(host)} is not an IPv4 address in dotted decimal (a.b.c.d)`)
+    }
+    return
+  }
+  const label = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/i
+  if (host.length > 253 || !name.split('.').every((l) => label.test(l))) {
+    throw fail(origin, `host ${JSON.stringify(host)} is not an IP address or host name`)
+  }
+}
+
+function parsePortRange(r: Raw): Config['passivePorts'] {
+  let min: unknown
+  let max: unknown
+  if (typeof r.value === 'string') {
+    const m = /^(\d+)-(\d+)$/.exec(r.value)
+    if (m === null) throw fail(r.origin, `${JSON.stringify(r.value)} is not a range; use MIN-MAX, e.g. 30000-30099`)
+    min = Number(m[1])
+    max = Number(m[2])
+  } else if (typeof r.value === 'object' && r.value !== null && !Array.isArray(r.value)) {
+    const extra = Object.keys(r.value).filter((k) => k !== 'min' && k !== 'max')
+    if (extra.length > 0) throw fail(r.origin, `unknown key ${JSON.stringify(extra[0])}; use {min, max}`)
+    ;({ min, max } = r.value as { min?: unknown; max?: unknown })
+  } else {
+    throw fail(r.origin, `expected "MIN-MAX" or {min, max}, got ${describe(r.value)}`)
+  }
+  for (const [name, port] of [['min', min], ['max', max]] as const) {
+    if (port === undefined) throw fail(r.origin, `${name} is missing; use {min, max}`)
+    if (!Number.isInteger(port)) throw fail(r.origin, `${name} ${describe(port)} is not a whole number`)
+    // Port 0 would mean "any free port", which a pool that must advertise its ports cannot use.
+    if ((port as number) < 1 || (port as number) > 65535) {
+      throw fail(r.origin, `${name} port ${String(port)} is out of range 1-65535`)
+    }
+  }
+  const lo = min as number
+  const hi = max as number
+  if (lo > hi) throw fail(r.origin, `min ${lo} is above max ${hi}`)
+  const count = hi - lo + 1
+  if (count > MAX_POOL_PORTS) {
+    throw fail(r.origin, `${count} ports is more than the limit of ${MAX_POOL_PORTS} (each is a listener held open)`)
+  }
+  return { min: lo, max: hi }
+}
+
+function parseAdvertiseAddress(r: Raw): string {
+  const text = expectString(r, 'auto or an IPv4 address')
+  if (text === 'auto' || ipaddr.IPv4.isValidFourPartDecimal(text)) return text
+  // RFC 959 4.1.2: a 227 reply carries h1,h2,h3,h4 only; an IPv6 client uses EPSV (RFC 2428),
+  // whose reply has no address at all, so an IPv6 value could never be advertised.
+  if (ipaddr.IPv6.isValid(text)) {
+    throw fail(r.origin, `${JSON.stringify(text)} is IPv6, but a 227 reply carries only an IPv4 address`)
+  }
+  throw fail(r.origin, `${JSON.stringify(text)} is not an IP address or auto; use auto or a.b.c.d`)
+}
+
+function parseChoice<T extends string>(r: Raw, choices: readonly T[]): T {
+  const text = expectString(r, `one of ${choices.join(', ')}`)
+  const found = choices.find((c) => c === text)
+  if (found === undefined) throw fail(r.origin, `${JSON.stringify(text)} is not one of ${choices.join(', ')}`)
+  return found
+}
+
+/**
+ * `250ms`, `5s`, `2m`, `1h`, or a whole number of seconds, as a string from any source or as a
+ * number in a config file. One rule for numbers everywhere: a bare number means seconds.
+ */
+function parseDuration(r: Raw): number {
+  let ms: number
+  if (typeof r.value === 'number') {
+    if (!Number.isInteger(r.value)) throw fail(r.origin, `${r.value} is not a whole number of seconds`)
+    ms = r.value * 1000
+  } else if (typeof r.value === 'string') {
+    const m = /^(\d+)(ms|s|m|h)?$/.exec(r.value)
+    if (m === null) {
+      throw fail(r.origin, `${JSON.stringify(r.value)} is not a duration; use 250ms, 5s, 2m, 1h or whole seconds`)
+    }
+    ms = Number(m[1]) * DURATION_UNITS_MS[(m[2] ?? 's') as keyof typeof DURATION_UNITS_MS]
+  } else {
+    throw fail(r.origin, `expected a duration such as "5s" or a number of seconds, got ${describe(r.value)}`)
+  }
+  if (ms <= 0) throw fail(r.origin, `${describe(r.value)} must be more than 0`)
+  if (ms > MAX_DURATION_MS) throw fail(r.origin, `${describe(r.value)} is above the limit of 24h`)
+  return ms
+}
+
+function parseLineLength(r: Raw): number {
+  const n = typeof r.value === 'string' && /^\d+$/.test(r.value) ? Number(r.value) : r.value
+  if (typeof n !== 'number' || !Number.isInteger(n)) {
+    throw fail(r.origin, `${describe(r.value)} is not a whole number of bytes`)
+  }
+  if (n < MIN_LINE_BYTES || n > MAX_LINE_BYTES) {
+    throw fail(r.origin, `${n} bytes is out of range ${MIN_LINE_BYTES}-${MAX_LINE_BYTES}`)
+  }
+  return n
+}
+
+// A pool port that is also a listen port could never be bound by the pool (or vice versa).
+function checkPoolAgainstListen(config: Config): void {
+  const { min, max } = config.passivePorts
+  const clash = config.listen.find((l) => l.port >= min && l.port <= max)
+  if (clash !== undefined) {
+    throw new ConfigError('passivePorts', `pool ${min}-${max} includes listen port ${clash.port}; use separate ports`)
+  }
+}
+
+/** HOST:PORT as the flags take it, IPv6 in brackets; for messages and logs. */
+export function formatEndpoint(endpoint: Endpoint): string {
+  return endpoint.host.includes(':') ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`
+}
+
+/** The --help text. */
+export function helpText(): string {
+  const rows = SETTINGS.map((s) => {
+    const fileKey = s.key === 'config' ? '(none)' : s.key
+    const where = `env ${s.env}, file key ${fileKey}, default ${defaultText(s.key)}`
+    return [`  --${s.flag} ${s.arg}`, ...wrap(s.help, 72), ...wrap(where, 72)].join('\n      ')
+  })
+  return [
+    'Usage:',
+    '  ftp-pasv-proxy [proxy] --upstream HOST:PORT [options]',
+    '  ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port] [--json]',
+    '  ftp-pasv-proxy demo',
+    '  ftp-pasv-proxy --help',
+    '',
+    'proxy     relay FTP to the upstream server, rewriting 227/229 passive replies',
+    '          so clients reach servers that advertise an unreachable address',
+    "diagnose  check an FTP server's passive replies",
+    'demo      run a local demonstration of the proxy',
+    '',
+    'Options (proxy):',
+    ...rows,
+    '',
+    'Each setting is taken from its flag, else its environment variable, else',
+    'the config file, else the default. An empty environment variable counts',
+    'as unset.',
+    '',
+    'DURATION is 250ms, 5s, 2m, 1h or a whole number of seconds; more than 0',
+    'and at most 24h.',
+    '',
+    'The config file is JSON (.json) or YAML (.yaml, .yml): a mapping of the',
+    'file keys above, with values written as on the command line. In addition',
+    'listen may be a list, passivePorts may be {min, max}, maxLineLength may be',
+    'a number, and a duration may be a number meaning seconds. Quote IPv6',
+    'listen addresses in YAML: "[::1]:2121". Unknown keys are an error.',
+    '',
+  ].join('\n')
+}
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = []
+  let line = ''
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line)
+      line = word
+    } else {
+      line = line === '' ? word : `${line} ${word}`
+    }
+  }
+  lines.push(line)
+  return lines
+}
+
+// Written from DEFAULTS, so the help cannot show a stale default.
+function defaultText(key: SettingKey): string {
+  const d = DEFAULTS
+  switch (key) {
+    case 'listen':
+      return d.listen.map(formatEndpoint).join(',')
+    case 'upstream':
+      return 'none, required'
+    case 'passivePorts':
+      return `${d.passivePorts.min}-${d.passivePorts.max}`
+    case 'advertiseAddress':
+      return d.advertiseAddress
+    case 'upstreamDataAddress':
+      return d.upstreamDataAddress
+    case 'connectTimeout':
+      return formatDuration(d.connectTimeoutMs)
+    case 'dataAcceptTimeout':
+      return formatDuration(d.dataAcceptTimeoutMs)
+    case 'idleTimeout':
+      return formatDuration(d.idleTimeoutMs)
+    case 'shutdownGrace':
+      return formatDuration(d.shutdownGraceMs)
+    case 'maxLineLength':
+      return String(d.maxLineBytes)
+    case 'config':
+      return d.configFile ?? 'none'
+    case 'logLevel':
+      return d.logLevel
+  }
+}
+
+/** The largest unit that divides ms exactly, so 900000 reads as 15m. */
+function formatDuration(ms: number): string {
+  // Largest unit first; ms (size 1) divides every whole number, so the search always finds one.
+  const [unit, size] = Object.entries(DURATION_UNITS_MS)
+    .reverse()
+    .find(([, s]) => ms % s === 0) as [string, number]
+  return `${ms / size}${unit}`
+}
+
+const EPHEMERAL_RANGE_FILE = '/proc/sys/net/ipv4/ip_local_port_range'
+
+/**
+ * The part of the passive pool inside the kernel's ephemeral port range, or null when there is
+ * none or procText is not a range. The kernel takes source ports for outgoing connections (this
+ * proxy's own connections to the server included) from that range, so a pool port inside it
+ * may be in use when the pool comes to bind it: worth a warning at startup, not a refusal.
+ * @param procText the contents of /proc/sys/net/ipv4/ip_local_port_range, e.g. "32768\t60999\n"
+ */
+export function ephemeralOverlap(
+  pool: { readonly min: number; readonly max: number },
+  procText: string,
+): { min: number; max: number } | null {
+  const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(procText)
+  if (m === null) return null
+  const min = Math.max(pool.min, Number(m[1]))
+  const max = Math.min(pool.max, Number(m[2]))
+  return min <= max ? { min, max } : null
+}
+
+/**
+ * The kernel's ephemeral port range as text, or null where it cannot be read (not Linux, no
+ * /proc). Linux applies the ipv4 setting to IPv6 too. The path is a parameter for tests.
+ */
+export function readEphemeralRange(path: string = EPHEMERAL_RANGE_FILE): string | null {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    return null
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v)
+    Object.freeze(value)
+  }
+  return value
+}

@@ -1,0 +1,360 @@
+import t from 'tap'
+import fc from 'fast-check'
+import { fileURLToPath } from 'node:url'
+import { DEFAULTS, ephemeralOverlap, formatEndpoint, helpText, loadConfig, readEphemeralRange } from '../src/config.js'
+import type { Config } from '../src/config-types.js'
+import { ConfigError } from '../src/errors.js'
+
+const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/config/${name}`, import.meta.url))
+const UP = ['--upstream', '192.0.2.1:21']
+const noFile = (): string => {
+  throw new Error('no config file was asked for')
+}
+const load = (argv: readonly string[], env: Record<string, string> = {}): Config => loadConfig(argv, env, noFile)
+
+function isDeepFrozen(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return true
+  return Object.isFrozen(value) && Object.values(value).every(isDeepFrozen)
+}
+
+t.test('defaults apply to everything but the upstream', async (t) => {
+  const config = load(UP)
+  t.same(config, { ...DEFAULTS, upstream: { host: '192.0.2.1', port: 21 } })
+  t.same(DEFAULTS, {
+    listen: [{ host: '127.0.0.1', port: 2121 }],
+    passivePorts: { min: 30000, max: 30099 },
+    advertiseAddress: 'auto',
+    upstreamDataAddress: 'auto',
+    connectTimeoutMs: 5000,
+    dataAcceptTimeoutMs: 30000,
+    idleTimeoutMs: 900000,
+    shutdownGraceMs: 30000,
+    maxLineBytes: 8192,
+    logLevel: 'info',
+    configFile: null,
+  })
+  t.ok(isDeepFrozen(DEFAULTS))
+})
+
+// [flags after --upstream, the settings they change]
+const flagCases: ReadonlyArray<readonly [readonly string[], Partial<Config>]> = [
+  [['--listen', '0.0.0.0:21'], { listen: [{ host: '0.0.0.0', port: 21 }] }],
+  [
+    ['--listen', '[::1]:2121', '--listen', 'localhost:0'],
+    { listen: [{ host: '::1', port: 2121 }, { host: 'localhost', port: 0 }] },
+  ],
+  [
+    ['--listen', '127.0.0.1:0, 127.0.0.1:0'],
+    { listen: [{ host: '127.0.0.1', port: 0 }, { host: '127.0.0.1', port: 0 }] },
+  ],
+  [['--listen=[fe80::1%eth0]:21'], { listen: [{ host: 'fe80::1%eth0', port: 21 }] }],
+  [['--passive-ports', '50000-50000'], { passivePorts: { min: 50000, max: 50000 } }],
+  [['--passive-ports', '20001-30000'], { passivePorts: { min: 20001, max: 30000 } }],
+  [['--passive-ports', '2122-12121', '--listen', '127.0.0.1:2121'], { passivePorts: { min: 2122, max: 12121 }, listen: [{ host: '127.0.0.1', port: 2121 }] }],
+  [['--advertise-address', '203.0.113.7'], { advertiseAddress: '203.0.113.7' }],
+  [['--upstream-data-address', 'control'], { upstreamDataAddress: 'control' }],
+  [['--upstream-data-address', 'advertised'], { upstreamDataAddress: 'advertised' }],
+  [['--connect-timeout', '250ms'], { connectTimeoutMs: 250 }],
+  [['--connect-timeout', '7'], { connectTimeoutMs: 7000 }],
+  [['--data-accept-timeout', '2m'], { dataAcceptTimeoutMs: 120000 }],
+  [['--idle-timeout', '1h'], { idleTimeoutMs: 3600000 }],
+  [['--idle-timeout', '24h'], { idleTimeoutMs: 86400000 }],
+  [['--shutdown-grace', '1ms'], { shutdownGraceMs: 1 }],
+  [['--max-line-length', '512'], { maxLineBytes: 512 }],
+  [['--max-line-length', '1048576'], { maxLineBytes: 1048576 }],
+  [['--log-level', 'silent'], { logLevel: 'silent' }],
+  [['--log-level=trace'], { logLevel: 'trace' }],
+]
+
+t.test('each flag', async (t) => {
+  for (const [flags, expected] of flagCases) {
+    t.same(load([...UP, ...flags]), { ...DEFAULTS, upstream: { host: '192.0.2.1', port: 21 }, ...expected }, flags.join(' '))
+  }
+  t.same(load(['--upstream', '[2001:db8::1]:2100']).upstream, { host: '2001:db8::1', port: 2100 })
+  t.same(load(['--upstream', 'ftp-1.example.com.:21']).upstream, { host: 'ftp-1.example.com.', port: 21 })
+  t.same(load(['--upstream', 'my_ftp_1:21']).upstream, { host: 'my_ftp_1', port: 21 }, 'compose service name')
+})
+
+t.test('environment', async (t) => {
+  const config = load([], {
+    FTP_PROXY_LISTEN: '127.0.0.1:0,[::1]:0',
+    FTP_PROXY_UPSTREAM: 'ftp.example.com:21',
+    FTP_PROXY_PASSIVE_PORTS: '40000-40099',
+    FTP_PROXY_ADVERTISE_ADDRESS: '198.51.100.1',
+    FTP_PROXY_UPSTREAM_DATA_ADDRESS: 'advertised',
+    FTP_PROXY_CONNECT_TIMEOUT: '1s',
+    FTP_PROXY_DATA_ACCEPT_TIMEOUT: '2s',
+    FTP_PROXY_IDLE_TIMEOUT: '3',
+    FTP_PROXY_SHUTDOWN_GRACE: '4m',
+    FTP_PROXY_MAX_LINE_LENGTH: '1024',
+    FTP_PROXY_LOG_LEVEL: 'debug',
+  })
+  t.same(config, {
+    listen: [
+      { host: '127.0.0.1', port: 0 },
+      { host: '::1', port: 0 },
+    ],
+    upstream: { host: 'ftp.example.com', port: 21 },
+    passivePorts: { min: 40000, max: 40099 },
+    advertiseAddress: '198.51.100.1',
+    upstreamDataAddress: 'advertised',
+    connectTimeoutMs: 1000,
+    dataAcceptTimeoutMs: 2000,
+    idleTimeoutMs: 3000,
+    shutdownGraceMs: 240000,
+    maxLineBytes: 1024,
+    logLevel: 'debug',
+    configFile: null,
+  })
+  t.equal(load(UP, { FTP_PROXY_LOG_LEVEL: '' }).logLevel, 'info', 'an empty variable counts as unset')
+})
+
+t.test('config files', async (t) => {
+  const json = loadConfig(['--config', fixture('full.json')], {})
+  t.same(json, {
+    listen: [{ host: '0.0.0.0', port: 2121 }],
+    upstream: { host: 'ftp.example.com', port: 2100 },
+    passivePorts: { min: 40000, max: 40009 },
+    advertiseAddress: '203.0.113.7',
+    upstreamDataAddress: 'control',
+    connectTimeoutMs: 250,
+    dataAcceptTimeoutMs: 10000,
+    idleTimeoutMs: 120000,
+    shutdownGraceMs: 3600000,
+    maxLineBytes: 4096,
+    logLevel: 'debug',
+    configFile: fixture('full.json'),
+  })
+  const yaml = loadConfig([], { FTP_PROXY_CONFIG: fixture('full.yaml') })
+  t.same(yaml, {
+    listen: [
+      { host: '127.0.0.1', port: 0 },
+      { host: '::1', port: 2121 },
+    ],
+    upstream: { host: '192.0.2.10', port: 21 },
+    passivePorts: { min: 50000, max: 50099 },
+    advertiseAddress: 'auto',
+    upstreamDataAddress: 'advertised',
+    connectTimeoutMs: 3000,
+    dataAcceptTimeoutMs: 45000,
+    idleTimeoutMs: 600000,
+    shutdownGraceMs: 5000,
+    maxLineBytes: 2048,
+    logLevel: 'warn',
+    configFile: fixture('full.yaml'),
+  })
+  t.same(
+    loadConfig([...UP, '--config', fixture('commented-out.yaml')], {}),
+    { ...DEFAULTS, upstream: { host: '192.0.2.1', port: 21 }, configFile: fixture('commented-out.yaml') },
+    'a file with every line commented out sets nothing',
+  )
+  const asked: string[] = []
+  const config = loadConfig(['--config', 'proxy.yml'], {}, (path) => {
+    asked.push(path)
+    return 'upstream: 192.0.2.5:21\n'
+  })
+  t.same(asked, ['proxy.yml'], 'the injected reader gets the path')
+  t.same(config.upstream, { host: '192.0.2.5', port: 21 })
+})
+
+t.test('precedence: flags, then environment, then file, then defaults', async (t) => {
+  const file = fixture('partial.yml') // connectTimeout 7s, logLevel error, listen 127.0.0.1:7000
+  const env = { FTP_PROXY_CONNECT_TIMEOUT: '8s', FTP_PROXY_LOG_LEVEL: 'warn', FTP_PROXY_LISTEN: '127.0.0.1:8000' }
+  const flags = ['--connect-timeout', '9s', '--log-level', 'trace', '--listen', '127.0.0.1:9000']
+  const pick = (c: Config) => [c.connectTimeoutMs, c.logLevel, c.listen[0]?.port]
+
+  t.same(pick(loadConfig(UP, {})), [5000, 'info', 2121], 'defaults')
+  t.same(pick(loadConfig(['--config', file], {})), [7000, 'error', 7000], 'file over defaults')
+  t.same(pick(loadConfig(['--config', file], env)), [8000, 'warn', 8000], 'environment over file')
+  t.same(pick(loadConfig(['--config', file, ...flags], env)), [9000, 'trace', 9000], 'flags over environment')
+  t.same(pick(loadConfig(['--connect-timeout', '9s'], { ...env, FTP_PROXY_CONFIG: file })), [9000, 'warn', 8000], 'mixed')
+  t.same(loadConfig(['--config', file], {}).upstream, { host: '192.0.2.1', port: 21 }, 'upstream from the file')
+  t.same(loadConfig(['--config', file], { FTP_PROXY_UPSTREAM: '192.0.2.2:21' }).upstream.host, '192.0.2.2')
+
+  // The file's path: the flag over the variable.
+  const config = loadConfig(['--config', fixture('partial.yml')], { FTP_PROXY_CONFIG: fixture('no-such.yaml') })
+  t.equal(config.configFile, fixture('partial.yml'))
+})
+
+// [what, argv, env, setting, message]
+const bad: ReadonlyArray<readonly [string, readonly string[], Record<string, string>, string, RegExp]> = [
+  ['no upstream', [], {}, 'upstream', /^upstream: required \(HOST:PORT of the FTP server/],
+  ['upstream without port', ['--upstream', 'ftp.example.com'], {}, 'upstream', /"ftp\.example\.com" has no port/],
+  ['upstream port 0', ['--upstream', '192.0.2.1:0'], {}, 'upstream', /port 0 is out of range 1-65535 \(from --upstream\)$/],
+  ['upstream port text', ['--upstream', '192.0.2.1:ftp'], {}, 'upstream', /port "ftp" is not a number/],
+  ['upstream bad host', ['--upstream', 'ftp host:21'], {}, 'upstream', /host "ftp host" is not an IP address or host name/],
+  ['upstream IPv4 shorthand', ['--upstream', '127.1:21'], {}, 'upstream', /"127\.1" is not an IPv4 address in dotted decimal/],
+  ['upstream octal', ['--upstream', '010.0.0.1:21'], {}, 'upstream', /not an IPv4 address in dotted decimal/],
+  ['upstream twice', [...UP, '--upstream', '192.0.2.2:21'], {}, 'upstream', /--upstream is given 2 times; give it once/],
+  ['IPv6 without brackets', [...UP, '--listen', '::1:2121'], {}, 'listen', /put an IPv6 address in brackets, e\.g\. \[::1\]:2121/],
+  ['brackets without port', [...UP, '--listen', '[::1]'], {}, 'listen', /"\[::1\]" is not \[IPv6\]:PORT/],
+  ['IPv4 in brackets', [...UP, '--listen', '[1.2.3.4]:21'], {}, 'listen', /"1\.2\.3\.4" in brackets is not an IPv6 address/],
+  ['listen port too big', [...UP, '--listen', '0.0.0.0:70000'], {}, 'listen', /^listen: port 70000 is out of range 1-65535 \(or 0 for any free port\)/],
+  ['listen empty entry', UP, { FTP_PROXY_LISTEN: '127.0.0.1:21,' }, 'listen', /has an empty entry.*\(from FTP_PROXY_LISTEN\)$/],
+  ['listen twice', [...UP, '--listen', '127.0.0.1:21', '--listen', '127.0.0.1:21'], {}, 'listen', /127\.0\.0\.1:21 is given twice/],
+  ['pool min above max', [...UP, '--passive-ports', '50100-50000'], {}, 'passivePorts', /^passivePorts: min 50100 is above max 50000 \(from --passive-ports\)$/],
+  ['pool port 0', [...UP, '--passive-ports', '0-10'], {}, 'passivePorts', /min port 0 is out of range 1-65535/],
+  ['pool port too big', [...UP, '--passive-ports', '65000-65536'], {}, 'passivePorts', /max port 65536 is out of range 1-65535/],
+  ['pool too large', [...UP, '--passive-ports', '1-10001'], {}, 'passivePorts', /10001 ports is more than the limit of 10000/],
+  ['pool not a range', UP, { FTP_PROXY_PASSIVE_PORTS: '30000:30099' }, 'passivePorts', /"30000:30099" is not a range; use MIN-MAX/],
+  ['pool holds a listen port', [...UP, '--listen', '0.0.0.0:30050'], {}, 'passivePorts', /pool 30000-30099 includes listen port 30050/],
+  ['advertise not an IP', [...UP, '--advertise-address', 'abc'], {}, 'advertiseAddress', /^advertiseAddress: "abc" is not an IP address or auto/],
+  ['advertise IPv6', [...UP, '--advertise-address', '2001:db8::1'], {}, 'advertiseAddress', /is IPv6, but a 227 reply carries only an IPv4 address/],
+  ['upstream data address', [...UP, '--upstream-data-address', 'server'], {}, 'upstreamDataAddress', /"server" is not one of auto, advertised, control/],
+  ['duration typo', [...UP, '--connect-timeout', '5x'], {}, 'connectTimeout', /^connectTimeout: "5x" is not a duration; use 250ms, 5s, 2m/],
+  ['duration fraction', UP, { FTP_PROXY_DATA_ACCEPT_TIMEOUT: '1.5s' }, 'dataAcceptTimeout', /"1\.5s" is not a duration.*\(from FTP_PROXY_DATA_ACCEPT_TIMEOUT\)$/],
+  ['duration zero', [...UP, '--idle-timeout', '0ms'], {}, 'idleTimeout', /"0ms" must be more than 0/],
+  ['duration too long', [...UP, '--shutdown-grace', '1441m'], {}, 'shutdownGrace', /"1441m" is above the limit of 24h/],
+  ['line length too small', [...UP, '--max-line-length', '511'], {}, 'maxLineLength', /511 bytes is out of range 512-1048576/],
+  ['line length not a number', [...UP, '--max-line-length', '8k'], {}, 'maxLineLength', /"8k" is not a whole number of bytes/],
+  ['log level', [...UP, '--log-level', 'verbose'], {}, 'logLevel', /"verbose" is not one of fatal, error, warn, info, debug, trace, silent/],
+  ['unknown flag', [...UP, '--upstrem', 'x'], {}, 'arguments', /Unknown option '--upstrem'/],
+  ['--help is not for loadConfig', ['--help'], {}, 'arguments', /Unknown option '--help'/],
+  ['flag without value', ['--upstream'], {}, 'arguments', /argument missing/],
+  ['stray word', ['proxy', ...UP], {}, 'arguments', /Unexpected argument 'proxy'/],
+  ['empty config path', [...UP, '--config='], {}, 'config', /is empty; give a file name/],
+  ['config format', [...UP, '--config', 'proxy.toml'], {}, 'config', /^config: proxy\.toml: unknown format "\.toml"/],
+  ['config missing', [...UP, '--config', fixture('no-such.yaml')], {}, 'config', /^config: cannot read .*no-such\.yaml: ENOENT/],
+  ['bad YAML', ['--config', fixture('invalid.yaml')], {}, 'config', /invalid\.yaml is not valid YAML: .*line 2/],
+  ['bad JSON', ['--config', fixture('invalid.json')], {}, 'config', /invalid\.json is not valid JSON: /],
+  ['file holds a list', ['--config', fixture('list.json')], {}, 'config', /list\.json must hold a mapping of settings, not a list/],
+  ['unknown file key', ['--config', fixture('unknown-key.yaml')], {}, 'idleTimeOut', /^idleTimeOut: unknown setting in .*unknown-key\.yaml; known settings: listen, upstream/],
+  ['wrong type in file', ['--config', fixture('wrong-type.yaml')], {}, 'connectTimeout', /expected a duration such as "5s" or a number of seconds, got true \(from .*wrong-type\.yaml\)$/],
+]
+
+t.test('bad settings: one ConfigError naming the setting and the rule', async (t) => {
+  t.ok(bad.length >= 15)
+  for (const [what, argv, env, setting, message] of bad) {
+    t.throws(() => loadConfig(argv, env), { name: 'ConfigError', code: 'CONFIG_INVALID', setting, message }, what)
+  }
+})
+
+// Values only a config file can hold, passed through the injected reader.
+const badFileValues: ReadonlyArray<readonly [string, string, RegExp]> = [
+  ['listen: 2121', 'listen', /expected HOST:PORT or a list of them, got 2121/],
+  ['listen: []', 'listen', /is empty; give at least one HOST:PORT/],
+  ['listen: [127.0.0.1:21, 7]', 'listen', /expected HOST:PORT or a list of them, got a list/],
+  ['passivePorts: {min: 30000, max: 30099, step: 1}', 'passivePorts', /unknown key "step"; use \{min, max\}/],
+  ['passivePorts: {min: 30000}', 'passivePorts', /max is missing; use \{min, max\}/],
+  ['passivePorts: {min: 1.5, max: 2}', 'passivePorts', /min 1\.5 is not a whole number/],
+  ['passivePorts: 30000', 'passivePorts', /expected "MIN-MAX" or \{min, max\}, got 30000/],
+  ['connectTimeout: 0', 'connectTimeout', /0 must be more than 0/],
+  ['connectTimeout: 1.5', 'connectTimeout', /1\.5 is not a whole number of seconds/],
+  ['idleTimeout: 86401', 'idleTimeout', /86401 is above the limit of 24h/],
+  ['maxLineLength: 8192.5', 'maxLineLength', /8192\.5 is not a whole number of bytes/],
+  ['logLevel: null', 'logLevel', /expected one of fatal, .* as a string, got null/],
+  ['advertiseAddress: {a: 1}', 'advertiseAddress', /got a mapping/],
+  ['config: other.yaml', 'config', /^config: unknown setting in f\.yaml/],
+]
+
+t.test('bad values in a config file', async (t) => {
+  for (const [text, setting, message] of badFileValues) {
+    const read = () => `upstream: 192.0.2.1:21\n${text}\n`
+    t.throws(() => loadConfig(['--config', 'f.yaml'], {}, read), { name: 'ConfigError', setting, message }, text)
+  }
+  t.throws(
+    () => loadConfig(null as unknown as string[], {}),
+    { name: 'TypeError', message: /not iterable/ },
+    'a caller passing no argument list is a bug, not a ConfigError',
+  )
+  t.throws(
+    () => loadConfig(['--config', 'f.json'], {}, () => '{"upstream": "192.0.2.1:21", "__proto__": {"x": 1}}'),
+    { setting: '__proto__', message: /unknown setting/ },
+    'a __proto__ key is only an unknown key',
+  )
+})
+
+t.test('the result is deeply frozen', async (t) => {
+  const config = load([...UP, '--listen', '127.0.0.1:0', '--listen', '[::1]:0'])
+  t.ok(isDeepFrozen(config))
+  t.throws(() => {
+    ;(config as { logLevel: string }).logLevel = 'trace'
+  }, TypeError)
+  t.throws(() => {
+    ;(config.listen as Config['listen'][number][]).push({ host: '0.0.0.0', port: 1 })
+  }, TypeError)
+  t.throws(() => {
+    ;(config.passivePorts as { min: number }).min = 1
+  }, TypeError)
+  t.not(load(UP), load(UP), 'each load builds a new object, so a reload can swap it in whole')
+})
+
+t.test('durations: any whole amount in any unit up to 24h', async (t) => {
+  const units = { ms: 1, s: 1000, m: 60000, h: 3600000, '': 1000 } as const
+  t.doesNotThrow(() => fc.assert(
+    fc.property(fc.constantFrom(...(Object.keys(units) as (keyof typeof units)[])), fc.integer({ min: 1, max: 86400000 }), (unit, n) => {
+      const ms = n * units[unit]
+      const run = () => load([...UP, '--connect-timeout', `${n}${unit}`]).connectTimeoutMs
+      if (ms <= 86400000) return run() === ms
+      try {
+        run()
+        return false
+      } catch (err) {
+        return err instanceof ConfigError && err.setting === 'connectTimeout'
+      }
+    }),
+  ))
+})
+
+t.test('help text', async (t) => {
+  const help = helpText()
+  t.match(help, 'ftp-pasv-proxy [proxy] --upstream HOST:PORT [options]')
+  t.match(help, 'ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port] [--json]')
+  t.match(help, 'ftp-pasv-proxy demo')
+  const flags: ReadonlyArray<readonly [string, string, string]> = [
+    ['listen', 'FTP_PROXY_LISTEN', 'default 127.0.0.1:2121'],
+    ['upstream', 'FTP_PROXY_UPSTREAM', 'default none, required'],
+    ['passive-ports', 'FTP_PROXY_PASSIVE_PORTS', 'default 30000-30099'],
+    ['advertise-address', 'FTP_PROXY_ADVERTISE_ADDRESS', 'default auto'],
+    ['upstream-data-address', 'FTP_PROXY_UPSTREAM_DATA_ADDRESS', 'default auto'],
+    ['connect-timeout', 'FTP_PROXY_CONNECT_TIMEOUT', 'default 5s'],
+    ['data-accept-timeout', 'FTP_PROXY_DATA_ACCEPT_TIMEOUT', 'default 30s'],
+    ['idle-timeout', 'FTP_PROXY_IDLE_TIMEOUT', 'default 15m'],
+    ['shutdown-grace', 'FTP_PROXY_SHUTDOWN_GRACE', 'default 30s'],
+    ['max-line-length', 'FTP_PROXY_MAX_LINE_LENGTH', 'default 8192'],
+    ['config', 'FTP_PROXY_CONFIG', 'default none'],
+    ['log-level', 'FTP_PROXY_LOG_LEVEL', 'default info'],
+  ]
+  // One block per option, from its `  --flag` line to the next; line breaks read as spaces.
+  const blocks = help.split(/\n(?=  --)/).map((b) => b.replace(/\s+/g, ' '))
+  for (const [flag, env, dflt] of flags) {
+    const block = blocks.find((b) => b.startsWith(` --${flag} `)) ?? ''
+    t.match(block, `env ${env}, `, flag)
+    t.match(block, `${dflt}`, flag)
+  }
+  t.match(help, /a duration may be a number meaning\s+seconds/, 'the rule for numbers in files')
+  for (const line of help.split('\n')) t.ok(line.length <= 80, `fits 80 columns: ${line}`)
+})
+
+t.test('formatEndpoint writes what --listen and --upstream read', async (t) => {
+  for (const text of ['127.0.0.1:2121', '[::1]:0', '[2001:db8::1]:21', 'ftp.example.com:21']) {
+    const [endpoint] = load([...UP, '--listen', text]).listen
+    t.equal(endpoint && formatEndpoint(endpoint), text)
+  }
+})
+
+// [pool, /proc text, overlap]
+const overlaps: ReadonlyArray<readonly [{ min: number; max: number }, string, { min: number; max: number } | null]> = [
+  [{ min: 30000, max: 30099 }, '32768\t60999\n', null],
+  [{ min: 32000, max: 33000 }, '32768\t60999\n', { min: 32768, max: 33000 }],
+  [{ min: 40000, max: 40099 }, '32768\t60999\n', { min: 40000, max: 40099 }],
+  [{ min: 60999, max: 61100 }, '32768\t60999\n', { min: 60999, max: 60999 }],
+  [{ min: 61000, max: 61100 }, '32768\t60999\n', null],
+  [{ min: 1024, max: 65535 }, '49152 65535', { min: 49152, max: 65535 }],
+  [{ min: 30000, max: 30099 }, '', null],
+  [{ min: 30000, max: 30099 }, 'garbage', null],
+]
+
+t.test('ephemeralOverlap', async (t) => {
+  for (const [pool, text, expected] of overlaps) {
+    t.same(ephemeralOverlap(pool, text), expected, `${pool.min}-${pool.max} in ${JSON.stringify(text)}`)
+  }
+})
+
+t.test('readEphemeralRange', async (t) => {
+  t.equal(readEphemeralRange(fixture('range.txt')), '32768\t60999\n')
+  t.equal(readEphemeralRange(fixture('no-such-file')), null)
+  const real = readEphemeralRange()
+  if (process.platform === 'linux') t.match(real, /^\d+\s+\d+\s*$/)
+  else t.equal(real, null)
+})
