@@ -121,7 +121,7 @@ export class ControlSession {
     this.#armIdle()
     this.#log.info(
       {
-        client: `${this.#ep.clientAddress}:${this.#ep.clientPort}`,
+        clientPort: this.#ep.clientPort,
         upstream: `${this.#ep.upstreamAddress}:${this.#ep.upstreamPort}`,
         upstreamLocalPort: this.#ep.upstreamLocalPort,
       },
@@ -182,7 +182,7 @@ export class ControlSession {
       default:
         if (TRANSFER_VERBS.has(command.verb) && this.#current !== null && !this.#current.ended) {
           entry.lease = this.#current
-          entry.lease.setDirection(transferDirection(command.verb))
+          entry.lease.attach(command)
           this.#current = null
         }
     }
@@ -298,7 +298,7 @@ export class ControlSession {
       endpoint = parsePassiveReply(code, serverText)
     } catch (err) {
       metrics.leaseEnded({ result: 'failed', reason: 'bad_passive_reply' })
-      this.#log.warn({ reason: 'bad_passive_reply', server: serverText, error: (err as Error).message }, 'data connection failed')
+      this.#log.warn({ reason: 'bad_passive_reply', fromServer: serverText, error: (err as Error).message }, 'data connection failed')
       return [Buffer.from(`425 Can't open data connection: the FTP server's passive reply is invalid (${(err as Error).message}).\r\n`)]
     }
     const advertisedClass = endpoint.host === null ? null : addressClass(endpoint.host)
@@ -318,7 +318,7 @@ export class ControlSession {
       this.#log.warn(
         {
           reason,
-          server: serverText,
+          fromServer: serverText,
           advertised: endpoint.host === null ? `port ${endpoint.port}` : `${endpoint.host}:${endpoint.port}`,
           advertisedClass,
           hint: hintFor(reason, endpoint.host, advertisedClass, this.#ep.upstreamAddress),
@@ -375,12 +375,12 @@ export class ControlSession {
     this.#log.info(
       {
         lease: lease.id,
-        server: serverText,
+        fromServer: serverText,
         advertised: endpoint.host === null ? `port ${endpoint.port}` : `${endpoint.host}:${endpoint.port}`,
         advertisedClass,
         dialled: `${dialled.candidate.host}:${endpoint.port}`,
         targets: dialled.attempts,
-        client: out.trimEnd(),
+        toClient: out.trimEnd(),
       },
       'passive reply rewritten',
     )
@@ -390,8 +390,7 @@ export class ControlSession {
   #onLeaseEnd(lease: DataLease, outcome: LeaseOutcome): void {
     this.#leases.delete(lease)
     if (this.#current === lease) this.#current = null
-    const entry = this.#pending.find((p) => p.lease === lease)
-    const command = entry?.command
+    const command = lease.command ?? undefined
     const { download, upload } = lease.bytes
     const seconds = lease.seconds
     const direction = command === undefined ? undefined : transferDirection(command.verb)
@@ -453,7 +452,7 @@ export class ControlSession {
     this.#ctx.metrics.sessionsActive.dec()
     this.#log.info(
       {
-        client: `${this.#ep.clientAddress}:${this.#ep.clientPort}`,
+        clientPort: this.#ep.clientPort,
         upstreamLocalPort: this.#ep.upstreamLocalPort,
         seconds: Number(((performance.now() - this.#openedAt) / 1000).toFixed(3)),
         reason: this.#closeReason,

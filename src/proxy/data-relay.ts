@@ -8,6 +8,7 @@ import type { CandidateKind, DataCandidate } from '../net/address-policy.js'
 import { normalizeAddress } from '../net/address-policy.js'
 import type { PortLease } from '../net/port-pool.js'
 import type { Direction, FailureReason, LeaseOutcome, ProxyMetrics } from '../observe/metrics.js'
+import { transferDirection, type Command } from '../protocol/commands.js'
 
 export interface DialAttempt {
   readonly host: string
@@ -120,6 +121,7 @@ export class DataLease {
   #outcome: LeaseOutcome | null = null
   #cancelling: LeaseOutcome | null = null
   #direction: Direction = 'download'
+  #command: Command | null = null
   #startedAt = 0
   #closedLegs = 0
   #error: Error | null = null
@@ -165,9 +167,15 @@ export class DataLease {
     return this.#startedAt === 0 ? 0 : (performance.now() - this.#startedAt) / 1000
   }
 
-  /** Sets the direction of the transfer that uses this lease (for byte counters and logs). */
-  setDirection(direction: Direction): void {
-    this.#direction = direction
+  /** The transfer command that uses this lease, if one came. */
+  get command(): Command | null {
+    return this.#command
+  }
+
+  /** Attaches the transfer command that uses this lease (its direction, for drains and logs). */
+  attach(command: Command): void {
+    this.#command = command
+    this.#direction = transferDirection(command.verb)
   }
 
   /**
