@@ -71,6 +71,7 @@ export class ControlSession {
   #current: DataLease | null = null
   #draining = false
   #endQueued = false
+  #greeted = false
   #user: string | undefined
   #idleTimer: NodeJS.Timeout | null = null
   #closedLegs = 0
@@ -254,6 +255,12 @@ export class ControlSession {
   #handleReply(reply: Reply): readonly Buffer[] | Promise<readonly Buffer[]> {
     const code = reply.code
     if (code === null) return reply.lines
+    if (!this.#greeted) {
+      // RFC 959 5.4: the greeting (120 then 220, or 421) answers no command, even when the
+      // client has already sent some.
+      if (code >= 200) this.#greeted = true
+      return reply.lines
+    }
     // RFC 959 4.2: 1yz replies are preliminary; the command is answered by the next final one.
     const entry = code < 200 ? this.#pending[0] : this.#pending.shift()
     if (code >= 200 && this.#pending.length < MAX_PENDING_COMMANDS) this.#resumeClient()
