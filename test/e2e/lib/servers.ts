@@ -1,0 +1,364 @@
+// Real FTP servers for the end-to-end tests: each runs in the foreground as this process's
+// child, on 127.0.0.1, from its own temp dir. The "wrong passive address" options reproduce
+// PRODFTP: the 227 names 127.0.0.99, where nothing listens, so a client that honours it is
+// refused at once (see shared/ENVIRONMENT.md).
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { findBinary } from './bin.js';
+import { runProcess } from './proc.js';
+
+export { makeRandomFile, sha256File } from './files.js';
+
+export interface FtpServer {
+  readonly kind: 'vsftpd' | 'proftpd' | 'pure-ftpd';
+  readonly host: '127.0.0.1';
+  readonly port: number;
+  /** Directory on disk that the login sees as "/" (the anonymous root or the user's home). */
+  readonly root: string;
+  /** Name of a subdirectory of `root` that the login may write to. */
+  readonly uploadDir: string;
+  readonly user: string;
+  readonly password: string;
+  readonly pid: number;
+  /** Kills the server (and its session processes), waits for it to exit, removes its temp dir. */
+  stop(): Promise<void>;
+}
+
+export interface PassiveRange {
+  /** Control port. */
+  port: number;
+  pasvMin: number;
+  pasvMax: number;
+}
+
+const HOST = '127.0.0.1';
+const UPLOAD_DIR = 'upload';
+// Unprivileged owner of the virtual users' files (Debian's nobody/nogroup).
+const NOBODY_UID = 65534;
+const NOBODY_GID = 65534;
+const VIRTUAL_USER = 'tester';
+const VIRTUAL_PASSWORD = 'e2e-tester-pass';
+const START_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 5_000;
+
+/**
+ * vsftpd 3.0.3, anonymous only (no password asked), uploads allowed into `upload/`.
+ * `pasvAddress` sets pasv_address with pasv_addr_resolve=NO; without it vsftpd advertises the
+ * control connection's local address. max_clients/max_per_ip are left unlimited.
+ */
+export async function startVsftpd(opts: PassiveRange & { pasvAddress?: string }): Promise<FtpServer> {
+  const bin = findBinary('vsftpd');
+  const tmp = await makeTempDir('vsftpd');
+  // vsftpd refuses a writable chroot root: root-owned 755 with a world-writable upload/.
+  const root = join(tmp, 'root');
+  const empty = join(tmp, 'empty');
+  await mkdir(join(root, UPLOAD_DIR), { recursive: true });
+  await mkdir(empty);
+  await chmod(root, 0o755);
+  await chmod(join(root, UPLOAD_DIR), 0o777);
+  const conf = [
+    'listen=YES',
+    'listen_ipv6=NO',
+    'background=NO',
+    `listen_address=${HOST}`,
+    `listen_port=${opts.port}`,
+    // The seccomp filter kills the session on syscalls newer kernels/libcs use.
+    'seccomp_sandbox=NO',
+    `secure_chroot_dir=${empty}`,
+    'anonymous_enable=YES',
+    'local_enable=NO',
+    'no_anon_password=YES',
+    `anon_root=${root}`,
+    // vsftpd changes into this user's home before anon_root. Debian has no "ftp" user unless
+    // vsftpd's own package made it, and nobody's home is /nonexistent; daemon's is /usr/sbin.
+    'ftp_username=daemon',
+    'write_enable=YES',
+    'anon_upload_enable=YES',
+    'anon_mkdir_write_enable=YES',
+    // Else a second STOR to one name, and APPE, get 553.
+    'anon_other_write_enable=YES',
+    // Else uploads are unreadable to anonymous RETR.
+    'anon_umask=022',
+    'pasv_enable=YES',
+    `pasv_min_port=${opts.pasvMin}`,
+    `pasv_max_port=${opts.pasvMax}`,
+    ...(opts.pasvAddress === undefined ? [] : [`pasv_address=${opts.pasvAddress}`, 'pasv_addr_resolve=NO']),
+  ];
+  const confPath = join(tmp, 'vsftpd.conf');
+  await writeFile(confPath, conf.join('\n') + '\n');
+  return launch({
+    kind: 'vsftpd',
+    bin,
+    args: [confPath],
+    tmp,
+    port: opts.port,
+    root,
+    user: 'anonymous',
+    password: 'anonymous@',
+  });
+}
+
+/**
+ * ProFTPD 1.3.8 with one user from an AuthUserFile (SHA-512 crypt hash), chrooted to a
+ * writable home. `masqueradeAddress` sets MasqueradeAddress. Its 227 ends with a period.
+ */
+export async function startProftpd(opts: PassiveRange & { masqueradeAddress?: string }): Promise<FtpServer> {
+  const bin = findBinary('proftpd');
+  const tmp = await makeTempDir('proftpd');
+  const home = await makeUserHome(tmp);
+  const passwdPath = join(tmp, 'ftpd.passwd');
+  const hash = await sha512Crypt(VIRTUAL_PASSWORD);
+  // ftpasswd's format is /etc/passwd's; writing the line directly avoids needing perl's crypt.
+  await writeFile(passwdPath, `${VIRTUAL_USER}:${hash}:${NOBODY_UID}:${NOBODY_GID}::${home}:/bin/false\n`, {
+    mode: 0o600,
+  });
+  const conf = [
+    'ServerType standalone',
+    'ServerName "e2e"',
+    'DefaultServer on',
+    `DefaultAddress ${HOST}`,
+    'SocketBindTight on',
+    'UseIPv6 off',
+    `Port ${opts.port}`,
+    `PassivePorts ${opts.pasvMin} ${opts.pasvMax}`,
+    ...(opts.masqueradeAddress === undefined ? [] : [`MasqueradeAddress ${opts.masqueradeAddress}`]),
+    'User nobody',
+    'Group nogroup',
+    // Only the file: no PAM or /etc/passwd look-ups for the virtual user.
+    'AuthOrder mod_auth_file.c',
+    `AuthUserFile ${passwdPath}`,
+    'RequireValidShell off',
+    'DelayTable none',
+    'WtmpLog off',
+    'UseReverseDNS off',
+    `PidFile ${join(tmp, 'proftpd.pid')}`,
+    `ScoreboardFile ${join(tmp, 'proftpd.scoreboard')}`,
+    `SystemLog ${join(tmp, 'proftpd.log')}`,
+    'TransferLog none',
+    'DefaultRoot ~',
+    'Umask 022',
+    'AllowOverwrite on',
+    'AllowStoreRestart on',
+    // Behind a proxy every session comes from one address; the default caps would bite.
+    'MaxInstances 500',
+  ];
+  const confPath = join(tmp, 'proftpd.conf');
+  await writeFile(confPath, conf.join('\n') + '\n');
+  return launch({
+    kind: 'proftpd',
+    bin,
+    args: ['-n', '-c', confPath],
+    tmp,
+    port: opts.port,
+    root: home,
+    user: VIRTUAL_USER,
+    password: VIRTUAL_PASSWORD,
+  });
+}
+
+/**
+ * pure-ftpd 1.0.50 with one virtual user from a PureDB, chrooted to a writable home.
+ * `forcedPassiveIp` sets -P. Note: pure-ftpd caps the number of clients at half the passive
+ * range size, whatever -c says: give it a range twice as wide as the sessions a test opens.
+ */
+export async function startPureFtpd(opts: PassiveRange & { forcedPassiveIp?: string }): Promise<FtpServer> {
+  const bin = findBinary('pure-ftpd');
+  const tmp = await makeTempDir('pure-ftpd');
+  const home = await makeUserHome(tmp);
+  const passwdPath = join(tmp, 'pureftpd.passwd');
+  const pdbPath = join(tmp, 'pureftpd.pdb');
+  // pure-pw would store an argon2 hash (about 3 s per login); a SHA-512 crypt hash is accepted
+  // too. The 18 fields of pure-pw's format; "/./" marks the chroot point.
+  const hash = await sha512Crypt(VIRTUAL_PASSWORD);
+  const fields = [VIRTUAL_USER, hash, String(NOBODY_UID), String(NOBODY_GID), '', `${home}/./`];
+  await writeFile(passwdPath, [...fields, ...Array<string>(12).fill('')].join(':') + '\n', { mode: 0o600 });
+  const mkdb = await runProcess('pure-pw', ['mkdb', pdbPath, '-f', passwdPath], { timeoutMs: 10_000 });
+  if (mkdb.code !== 0) {
+    await rm(tmp, { recursive: true, force: true });
+    throw new Error(`pure-pw mkdb failed (${mkdb.code}): ${mkdb.stderr}${mkdb.stdout}`);
+  }
+  const args = [
+    '-S', `${HOST},${opts.port}`,
+    '-4',
+    '-p', `${opts.pasvMin}:${opts.pasvMax}`,
+    '-l', `puredb:${pdbPath}`,
+    '-E', // no anonymous logins
+    '-H', // no reverse DNS
+    '-A', // chroot everyone
+    // 50 clients and 50 per IP by default; behind a proxy every session comes from one address.
+    '-c', '200',
+    '-C', '200',
+    '-g', join(tmp, 'pure-ftpd.pid'),
+    ...(opts.forcedPassiveIp === undefined ? [] : ['-P', opts.forcedPassiveIp]),
+  ];
+  return launch({
+    kind: 'pure-ftpd',
+    bin,
+    args,
+    tmp,
+    port: opts.port,
+    root: home,
+    user: VIRTUAL_USER,
+    password: VIRTUAL_PASSWORD,
+  });
+}
+
+async function makeTempDir(kind: string): Promise<string> {
+  const tmp = await mkdtemp(join(tmpdir(), `e2e-${kind}-`));
+  // The servers drop to unprivileged users that must traverse it.
+  await chmod(tmp, 0o755);
+  return tmp;
+}
+
+async function makeUserHome(tmp: string): Promise<string> {
+  const home = join(tmp, 'home');
+  await mkdir(join(home, UPLOAD_DIR), { recursive: true });
+  await chown(home, NOBODY_UID, NOBODY_GID);
+  await chown(join(home, UPLOAD_DIR), NOBODY_UID, NOBODY_GID);
+  return home;
+}
+
+async function sha512Crypt(password: string): Promise<string> {
+  const res = await runProcess('openssl', ['passwd', '-6', password], { timeoutMs: 10_000 });
+  const hash = res.stdout.trim();
+  if (res.code !== 0 || !hash.startsWith('$6$')) {
+    throw new Error(`openssl passwd -6 failed (${res.code}): ${res.stderr}`);
+  }
+  return hash;
+}
+
+interface LaunchSpec {
+  kind: FtpServer['kind'];
+  bin: string;
+  args: string[];
+  tmp: string;
+  port: number;
+  root: string;
+  user: string;
+  password: string;
+}
+
+// Servers still running when this process exits (a failed assertion, a crash) are killed, so a
+// leftover cannot hold the next run's ports.
+const running = new Set<number>();
+process.once('exit', () => {
+  for (const pid of running) killGroup(pid, 'SIGKILL');
+});
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+async function launch(spec: LaunchSpec): Promise<FtpServer> {
+  try {
+    if (await greets(spec.port)) {
+      throw new Error(`${spec.kind}: port ${spec.port} already has an FTP server (a leftover from an earlier run?)`);
+    }
+    // Its own process group: every server forks a process per session, and stop() must end
+    // those too. Killing the group by this child's PID touches nothing else.
+    const child = spawn(spec.bin, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const output = captureTail(child);
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const pid = await spawned(child, spec.bin);
+    running.add(pid);
+    let stopping: Promise<void> | undefined;
+    const stop = (): Promise<void> => {
+      stopping ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          killGroup(pid, 'SIGTERM');
+          const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), STOP_TIMEOUT_MS);
+          await exited;
+          clearTimeout(timer);
+        }
+        // Session processes may outlive the master on SIGTERM.
+        killGroup(pid, 'SIGKILL');
+        running.delete(pid);
+        await rm(spec.tmp, { recursive: true, force: true });
+      })();
+      return stopping;
+    };
+    try {
+      await waitForGreeting(spec.port, exited, output);
+    } catch (err) {
+      await stop();
+      throw new Error(`${spec.kind} did not start on ${HOST}:${spec.port}: ${(err as Error).message}`, { cause: err });
+    }
+    return {
+      kind: spec.kind,
+      host: HOST,
+      port: spec.port,
+      root: spec.root,
+      uploadDir: UPLOAD_DIR,
+      user: spec.user,
+      password: spec.password,
+      pid,
+      stop,
+    };
+  } catch (err) {
+    await rm(spec.tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+function spawned(child: ChildProcess, bin: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    child.once('error', (e) => reject(new Error(`cannot run ${bin}: ${e.message}`, { cause: e })));
+    child.once('spawn', () => resolve(child.pid as number));
+  });
+}
+
+/** Keeps the last 8 KiB of the server's stdout and stderr, for the start failure message. */
+function captureTail(child: ChildProcess): () => string {
+  let tail = '';
+  const add = (b: Buffer): void => {
+    tail = (tail + b.toString('utf8')).slice(-8192);
+  };
+  child.stdout?.on('data', add);
+  child.stderr?.on('data', add);
+  return () => tail;
+}
+
+async function waitForGreeting(port: number, exited: Promise<void>, output: () => string): Promise<void> {
+  let hasExited = false;
+  void exited.then(() => {
+    hasExited = true;
+  });
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (hasExited) throw new Error(`it exited: ${output().trim() || '(no output)'}`);
+    if (await greets(port)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no 220 greeting within ${START_TIMEOUT_MS} ms: ${output().trim() || '(no output)'}`);
+}
+
+/**
+ * True when something on the port sends a final 220 reply line (RFC 959 4.2: a multi-line reply
+ * ends on "220 "; pure-ftpd sends "220-" lines first); false on refusal or anything else.
+ */
+function greets(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: HOST, port });
+    let text = '';
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2000, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('close', () => done(false));
+    socket.on('data', (b: Buffer) => {
+      text += b.toString('latin1');
+      if (/^220 /m.test(text)) done(true);
+      else if (text.length > 4096) done(false);
+    });
+  });
+}
