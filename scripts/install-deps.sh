@@ -30,13 +30,6 @@ declare -A server_debs=(
 
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
-missing_pkgs=()
-for p in "${apt_pkgs[@]}"; do installed "$p" || missing_pkgs+=("$p"); done
-missing_servers=()
-for name in "${!server_debs[@]}"; do
-  [ -f "$cache/$name/.unpacked" ] || missing_servers+=("$name")
-done
-
 # Runtime libraries of the unpacked servers: the lib* names from their control files' Depends
 # (first alternative, version constraint dropped), recorded at unpack time so a rerun needs no .deb.
 lib_deps() {
@@ -59,30 +52,38 @@ unpack_server() {
   touch "$dir/.unpacked"
 }
 
-if [ ${#missing_pkgs[@]} -gt 0 ] || [ ${#missing_servers[@]} -gt 0 ]; then
-  apt-get update -q
-  for name in "${missing_servers[@]}"; do unpack_server "$name"; done
+# apt-get update once, and only when something is to be fetched: a rerun on a ready machine
+# touches no network.
+updated=false
+apt_update_once() {
+  if [ "$updated" = false ]; then apt-get update -q; updated=true; fi
+}
 
-  mapfile -t libs < <(cat "$cache"/*/.libdeps | sort -u)
-  to_install=()
-  for p in "${apt_pkgs[@]}" "${libs[@]}"; do installed "$p" || to_install+=("$p"); done
+for name in "${!server_debs[@]}"; do
+  # .unpacked is written last, so an interrupted unpack is redone.
+  if [ ! -f "$cache/$name/.unpacked" ]; then apt_update_once; unpack_server "$name"; fi
+done
 
-  if [ ${#to_install[@]} -gt 0 ]; then
-    # invoke-rc.d asks policy-rc.d before starting a service; 101 means "not allowed". Ours
-    # stands only for this install; whatever was there before is put back on any exit.
-    policy=/usr/sbin/policy-rc.d
-    backup=""
-    if [ -e "$policy" ]; then backup=$(mktemp); cp -p "$policy" "$backup"; fi
-    restore_policy() {
-      if [ -n "$backup" ]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
-    }
-    trap restore_policy EXIT
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    apt-get install -y -q --no-install-recommends "${to_install[@]}"
-    restore_policy
-    trap - EXIT
-  fi
+mapfile -t libs < <(cat "$cache"/*/.libdeps | sort -u)
+to_install=()
+for p in "${apt_pkgs[@]}" "${libs[@]}"; do installed "$p" || to_install+=("$p"); done
+
+if [ ${#to_install[@]} -gt 0 ]; then
+  apt_update_once
+  # invoke-rc.d asks policy-rc.d before starting a service; 101 means "not allowed". Ours
+  # stands only for this install; whatever was there before is put back on any exit.
+  policy=/usr/sbin/policy-rc.d
+  backup=""
+  if [ -e "$policy" ]; then backup=$(mktemp); cp -p "$policy" "$backup"; fi
+  restore_policy() {
+    if [ -n "$backup" ]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
+  }
+  trap restore_policy EXIT
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  apt-get install -y -q --no-install-recommends "${to_install[@]}"
+  restore_policy
+  trap - EXIT
 fi
 
 # The tests start Prometheus themselves on their own ports: a packaged service must not hold 9090.
