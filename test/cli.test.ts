@@ -1,0 +1,62 @@
+// The command line as an operator meets it: bad settings exit 2 with a message that names the
+// setting; --help; the demo. Runs the built program (npm test builds first).
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+
+const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url))
+if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build first`)
+
+function run(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { PATH: process.env.PATH ?? '', ...env },
+  })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+t.test('bad settings: exit 2 and a message naming the setting', async (t) => {
+  const table: Array<[string[], Record<string, string>, RegExp]> = [
+    [[], {}, /upstream: required/],
+    [['--upstream', 'ftp.example'], {}, /^ftp-pasv-proxy: upstream/],
+    [['--upstream', '127.0.0.1:99999'], {}, /upstream/],
+    [['--upstream', '127.0.0.1:21', '--passive-ports', '50100-50000'], {}, /passivePorts: min 50100 is above max 50000/],
+    [['--upstream', '127.0.0.1:21', '--passive-ports', '0-10'], {}, /passivePorts/],
+    [['--upstream', '127.0.0.1:21', '--listen', 'nowhere'], {}, /listen/],
+    [['--upstream', '127.0.0.1:21', '--advertise-address', 'abc'], {}, /advertiseAddress/],
+    [['--upstream', '127.0.0.1:21', '--upstream-data-address', 'both'], {}, /upstreamDataAddress/],
+    [['--upstream', '127.0.0.1:21', '--connect-timeout', '5x'], {}, /connectTimeout/],
+    [['--upstream', '127.0.0.1:21', '--data-accept-timeout', '0s'], {}, /dataAcceptTimeout/],
+    [['--upstream', '127.0.0.1:21', '--idle-timeout=-1'], {}, /idleTimeout/],
+    [['--upstream', '127.0.0.1:21', '--log-level', 'loud'], {}, /logLevel/],
+    [['--upstream', '127.0.0.1:21', '--no-such-flag'], {}, /no-such-flag/],
+    [['--upstream', '127.0.0.1:21', '--config', '/nonexistent/proxy.yaml'], {}, /config: cannot read/],
+    [[], { FTP_PROXY_UPSTREAM: '127.0.0.1:21', FTP_PROXY_PASSIVE_PORTS: 'lots' }, /passivePorts/],
+  ]
+  for (const [args, env, message] of table) {
+    const r = run(args, env)
+    t.equal(r.code, 2, `exit 2 for ${args.join(' ')} ${JSON.stringify(env)}`)
+    t.match(r.stderr, message, `message for ${args.join(' ')} ${JSON.stringify(env)}`)
+    t.equal(r.stderr.trim().split('\n').length, 2, 'one message and one pointer to --help')
+  }
+})
+
+t.test('--help lists every setting and exits 0', async (t) => {
+  const r = run(['--help'])
+  t.equal(r.code, 0)
+  for (const flag of ['--listen', '--upstream', '--passive-ports', '--advertise-address', '--upstream-data-address', '--connect-timeout', '--data-accept-timeout', '--idle-timeout', '--config', '--log-level']) {
+    t.match(r.stdout, flag)
+  }
+  t.match(r.stdout, 'FTP_PROXY_LISTEN')
+})
+
+t.test('the demo shows the direct failure and the proxied success', async (t) => {
+  const r = run(['demo'])
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /227 Entering Passive Mode \(127,0,0,99,/)
+  t.match(r.stdout, /=> FAILED: .*ECONNREFUSED 127\.0\.0\.99/)
+  t.match(r.stdout, /=> SUCCEEDED: 4194304 bytes, sha256 [0-9a-f]{64} \(identical\)/)
+  t.match(r.stdout, /client got: {3}227 Entering Passive Mode \(127,0,0,1,/)
+})
