@@ -60,7 +60,7 @@ for (const [name, start] of wrongServers) {
     const url = ftpUrl(server, 'payload.bin');
 
     const honours = await curlDownload({ url, out: out('pasv.bin'), mode: 'pasv' });
-    t.match(honours.stderr, /< 227 .*\(?127,0,0,99,\d+,\d+\)?/, 'the 227 names the wrong address');
+    t.match(honours.stderr, /< 227 .*127,0,0,99,\d+,\d+/, 'the 227 names the wrong address');
     t.equal(honours.code, 7, 'curl --disable-epsv --no-ftp-skip-pasv-ip: exit 7, cannot connect', tail(honours));
     t.ok(honours.sent.includes('PASV') && !honours.sent.includes('EPSV'), 'it sent PASV, not EPSV');
 
@@ -94,16 +94,17 @@ t.test('vsftpd with a correct passive address: every client helper moves the sam
   const url = ftpUrl(server, 'payload.bin');
   const payload = join(server.root, 'payload.bin');
 
+  const get = { ...server, remote: 'payload.bin' };
   const downloads = [
     ['curl pasv', 'PASV', await curlDownload({ url, out: out('curl-pasv.bin'), mode: 'pasv' })],
     ['curl epsv', 'EPSV', await curlDownload({ url, out: out('curl-epsv.bin'), mode: 'epsv' })],
     ['wget', 'PASV', await wgetDownload({ url, out: out('wget.bin') })],
-    ['ftplib pasv', 'PASV', await ftplibDownload({ ...server, mode: 'pasv', remote: 'payload.bin', out: out('ftplib-pasv.bin') })],
-    ['ftplib epsv', 'EPSV', await ftplibDownload({ ...server, mode: 'epsv', remote: 'payload.bin', out: out('ftplib-epsv.bin') })],
-    ['basic-ftp pasv', 'PASV', await basicFtpDownload({ ...server, mode: 'pasv', remote: 'payload.bin', out: out('basic-pasv.bin') })],
-    ['basic-ftp default', 'EPSV', await basicFtpDownload({ ...server, mode: 'default', remote: 'payload.bin', out: out('basic-default.bin') })],
-    ['lftp pasv', 'PASV', await lftpDownload({ ...server, mode: 'pasv', remote: 'payload.bin', out: out('lftp-pasv.bin') })],
-    ['lftp epsv', 'EPSV', await lftpDownload({ ...server, mode: 'epsv', remote: 'payload.bin', out: out('lftp-epsv.bin') })],
+    ['ftplib pasv', 'PASV', await ftplibDownload({ ...get, mode: 'pasv', out: out('ftplib-pasv.bin') })],
+    ['ftplib epsv', 'EPSV', await ftplibDownload({ ...get, mode: 'epsv', out: out('ftplib-epsv.bin') })],
+    ['basic-ftp pasv', 'PASV', await basicFtpDownload({ ...get, mode: 'pasv', out: out('basic-pasv.bin') })],
+    ['basic-ftp default', 'EPSV', await basicFtpDownload({ ...get, mode: 'default', out: out('basic-default.bin') })],
+    ['lftp pasv', 'PASV', await lftpDownload({ ...get, mode: 'pasv', out: out('lftp-pasv.bin') })],
+    ['lftp epsv', 'EPSV', await lftpDownload({ ...get, mode: 'epsv', out: out('lftp-epsv.bin') })],
   ] as const;
   for (const [client, command, res] of downloads) {
     t.equal(res.code, 0, `${client} download exits 0`, tail(res));
@@ -123,11 +124,12 @@ t.test('vsftpd with a correct passive address: every client helper moves the sam
     t.equal(res.code, 0, `${client} upload exits 0`, tail(res));
   }
   for (const name of ['curl.bin', 'ftplib.bin', 'basic.bin', 'lftp.bin']) {
-    t.equal(await sha256File(join(server.root, server.uploadDir, name)), sha256, `uploaded ${name} has the same bytes`);
+    const uploaded = await sha256File(join(server.root, server.uploadDir, name));
+    t.equal(uploaded, sha256, `uploaded ${name} has the same bytes`);
   }
   // A second STOR to one name is allowed (anon_other_write_enable).
   const again = await curlUpload({ url: ftpUrl(server, up('curl.bin')), local: payload, mode: 'epsv' });
-  t.equal(again.code, 0, 'overwriting an upload works');
+  t.equal(again.code, 0, 'overwriting an upload works', tail(again));
 
   const listings = [
     ['curl', await curlList({ url: ftpUrl(server, `${server.uploadDir}/`), mode: 'pasv' })],

@@ -28,9 +28,11 @@ export interface FtpServer {
   stop(): Promise<void>;
 }
 
-export interface PassiveRange {
+/** A test file's own fixed ports, so that parallel test files never collide. */
+export interface ServerPorts {
   /** Control port. */
   port: number;
+  /** Passive data port range, inclusive; keep it below 32768 (the ephemeral range). */
   pasvMin: number;
   pasvMax: number;
 }
@@ -50,55 +52,46 @@ const STOP_TIMEOUT_MS = 5_000;
  * `pasvAddress` sets pasv_address with pasv_addr_resolve=NO; without it vsftpd advertises the
  * control connection's local address. max_clients/max_per_ip are left unlimited.
  */
-export async function startVsftpd(opts: PassiveRange & { pasvAddress?: string }): Promise<FtpServer> {
-  const bin = findBinary('vsftpd');
-  const tmp = await makeTempDir('vsftpd');
-  // vsftpd refuses a writable chroot root: root-owned 755 with a world-writable upload/.
-  const root = join(tmp, 'root');
-  const empty = join(tmp, 'empty');
-  await mkdir(join(root, UPLOAD_DIR), { recursive: true });
-  await mkdir(empty);
-  await chmod(root, 0o755);
-  await chmod(join(root, UPLOAD_DIR), 0o777);
-  const conf = [
-    'listen=YES',
-    'listen_ipv6=NO',
-    'background=NO',
-    `listen_address=${HOST}`,
-    `listen_port=${opts.port}`,
-    // The seccomp filter kills the session on syscalls newer kernels/libcs use.
-    'seccomp_sandbox=NO',
-    `secure_chroot_dir=${empty}`,
-    'anonymous_enable=YES',
-    'local_enable=NO',
-    'no_anon_password=YES',
-    `anon_root=${root}`,
-    // vsftpd changes into this user's home before anon_root. Debian has no "ftp" user unless
-    // vsftpd's own package made it, and nobody's home is /nonexistent; daemon's is /usr/sbin.
-    'ftp_username=daemon',
-    'write_enable=YES',
-    'anon_upload_enable=YES',
-    'anon_mkdir_write_enable=YES',
-    // Else a second STOR to one name, and APPE, get 553.
-    'anon_other_write_enable=YES',
-    // Else uploads are unreadable to anonymous RETR.
-    'anon_umask=022',
-    'pasv_enable=YES',
-    `pasv_min_port=${opts.pasvMin}`,
-    `pasv_max_port=${opts.pasvMax}`,
-    ...(opts.pasvAddress === undefined ? [] : [`pasv_address=${opts.pasvAddress}`, 'pasv_addr_resolve=NO']),
-  ];
-  const confPath = join(tmp, 'vsftpd.conf');
-  await writeFile(confPath, conf.join('\n') + '\n');
-  return launch({
-    kind: 'vsftpd',
-    bin,
-    args: [confPath],
-    tmp,
-    port: opts.port,
-    root,
-    user: 'anonymous',
-    password: 'anonymous@',
+export function startVsftpd(opts: ServerPorts & { pasvAddress?: string }): Promise<FtpServer> {
+  return startIn('vsftpd', opts.port, async (tmp) => {
+    // vsftpd refuses a writable chroot root: root-owned 755 with a world-writable upload/.
+    const root = join(tmp, 'root');
+    const empty = join(tmp, 'empty');
+    await mkdir(join(root, UPLOAD_DIR), { recursive: true });
+    await mkdir(empty);
+    await chmod(root, 0o755);
+    await chmod(join(root, UPLOAD_DIR), 0o777);
+    const conf = [
+      'listen=YES',
+      'listen_ipv6=NO',
+      'background=NO',
+      `listen_address=${HOST}`,
+      `listen_port=${opts.port}`,
+      // 3.0.3's seccomp filter kills each session process here (curl: "response reading failed").
+      'seccomp_sandbox=NO',
+      `secure_chroot_dir=${empty}`,
+      'anonymous_enable=YES',
+      'local_enable=NO',
+      'no_anon_password=YES',
+      `anon_root=${root}`,
+      // vsftpd changes into this user's home before anon_root. Debian has no "ftp" user unless
+      // vsftpd's own package made it, and nobody's home is /nonexistent; daemon's is /usr/sbin.
+      'ftp_username=daemon',
+      'write_enable=YES',
+      'anon_upload_enable=YES',
+      'anon_mkdir_write_enable=YES',
+      // Else a second STOR to one name, and APPE, get 553.
+      'anon_other_write_enable=YES',
+      // Else uploads are unreadable to anonymous RETR.
+      'anon_umask=022',
+      'pasv_enable=YES',
+      `pasv_min_port=${opts.pasvMin}`,
+      `pasv_max_port=${opts.pasvMax}`,
+      ...(opts.pasvAddress === undefined ? [] : [`pasv_address=${opts.pasvAddress}`, 'pasv_addr_resolve=NO']),
+    ];
+    const confPath = join(tmp, 'vsftpd.conf');
+    await writeFile(confPath, conf.join('\n') + '\n');
+    return { bin: findBinary('vsftpd'), args: [confPath], root, user: 'anonymous', password: 'anonymous@' };
   });
 }
 
@@ -106,20 +99,18 @@ export async function startVsftpd(opts: PassiveRange & { pasvAddress?: string })
  * ProFTPD 1.3.8 with one user from an AuthUserFile (SHA-512 crypt hash), chrooted to a
  * writable home. `masqueradeAddress` sets MasqueradeAddress. Its 227 ends with a period.
  */
-export async function startProftpd(opts: PassiveRange & { masqueradeAddress?: string }): Promise<FtpServer> {
-  const bin = findBinary('proftpd');
-  const tmp = await makeTempDir('proftpd');
-  const home = await makeUserHome(tmp);
-  const passwdPath = join(tmp, 'ftpd.passwd');
-  const hash = await sha512Crypt(VIRTUAL_PASSWORD);
-  // ftpasswd's format is /etc/passwd's; writing the line directly avoids needing perl's crypt.
-  await writeFile(passwdPath, `${VIRTUAL_USER}:${hash}:${NOBODY_UID}:${NOBODY_GID}::${home}:/bin/false\n`, {
-    mode: 0o600,
+export function startProftpd(opts: ServerPorts & { masqueradeAddress?: string }): Promise<FtpServer> {
+  return startIn('proftpd', opts.port, async (tmp) => {
+    const home = await makeUserHome(tmp);
+    const passwdPath = join(tmp, 'ftpd.passwd');
+    const hash = await sha512Crypt(VIRTUAL_PASSWORD);
+    // The /etc/passwd-format line ftpasswd would write, with the same openssl hash as pure-ftpd's.
+    await writeFile(passwdPath, `${VIRTUAL_USER}:${hash}:${NOBODY_UID}:${NOBODY_GID}::${home}:/bin/false\n`, {
+      mode: 0o600,
   });
   const conf = [
     'ServerType standalone',
     'ServerName "e2e"',
-    'DefaultServer on',
     `DefaultAddress ${HOST}`,
     'SocketBindTight on',
     'UseIPv6 off',
@@ -143,20 +134,10 @@ export async function startProftpd(opts: PassiveRange & { masqueradeAddress?: st
     'Umask 022',
     'AllowOverwrite on',
     'AllowStoreRestart on',
-    // Behind a proxy every session comes from one address; the default caps would bite.
-    'MaxInstances 500',
   ];
   const confPath = join(tmp, 'proftpd.conf');
   await writeFile(confPath, conf.join('\n') + '\n');
-  return launch({
-    kind: 'proftpd',
-    bin,
-    args: ['-n', '-c', confPath],
-    tmp,
-    port: opts.port,
-    root: home,
-    user: VIRTUAL_USER,
-    password: VIRTUAL_PASSWORD,
+  return { bin: findBinary('proftpd'), args: ['-n', '-c', confPath], root: home, user: VIRTUAL_USER, password: VIRTUAL_PASSWORD };
   });
 }
 
@@ -165,53 +146,62 @@ export async function startProftpd(opts: PassiveRange & { masqueradeAddress?: st
  * `forcedPassiveIp` sets -P. Note: pure-ftpd caps the number of clients at half the passive
  * range size, whatever -c says: give it a range twice as wide as the sessions a test opens.
  */
-export async function startPureFtpd(opts: PassiveRange & { forcedPassiveIp?: string }): Promise<FtpServer> {
-  const bin = findBinary('pure-ftpd');
-  const tmp = await makeTempDir('pure-ftpd');
-  const home = await makeUserHome(tmp);
-  const passwdPath = join(tmp, 'pureftpd.passwd');
-  const pdbPath = join(tmp, 'pureftpd.pdb');
-  // pure-pw would store an argon2 hash (about 3 s per login); a SHA-512 crypt hash is accepted
-  // too. The 18 fields of pure-pw's format; "/./" marks the chroot point.
-  const hash = await sha512Crypt(VIRTUAL_PASSWORD);
-  const fields = [VIRTUAL_USER, hash, String(NOBODY_UID), String(NOBODY_GID), '', `${home}/./`];
-  await writeFile(passwdPath, [...fields, ...Array<string>(12).fill('')].join(':') + '\n', { mode: 0o600 });
-  const mkdb = await runProcess('pure-pw', ['mkdb', pdbPath, '-f', passwdPath], { timeoutMs: 10_000 });
-  if (mkdb.code !== 0) {
-    await rm(tmp, { recursive: true, force: true });
-    throw new Error(`pure-pw mkdb failed (${mkdb.code}): ${mkdb.stderr}${mkdb.stdout}`);
-  }
-  const args = [
-    '-S', `${HOST},${opts.port}`,
-    '-4',
-    '-p', `${opts.pasvMin}:${opts.pasvMax}`,
-    '-l', `puredb:${pdbPath}`,
-    '-E', // no anonymous logins
-    '-H', // no reverse DNS
-    '-A', // chroot everyone
-    // 50 clients and 50 per IP by default; behind a proxy every session comes from one address.
-    '-c', '200',
-    '-C', '200',
-    '-g', join(tmp, 'pure-ftpd.pid'),
-    ...(opts.forcedPassiveIp === undefined ? [] : ['-P', opts.forcedPassiveIp]),
-  ];
-  return launch({
-    kind: 'pure-ftpd',
-    bin,
-    args,
-    tmp,
-    port: opts.port,
-    root: home,
-    user: VIRTUAL_USER,
-    password: VIRTUAL_PASSWORD,
+export function startPureFtpd(opts: ServerPorts & { forcedPassiveIp?: string }): Promise<FtpServer> {
+  return startIn('pure-ftpd', opts.port, async (tmp) => {
+    const home = await makeUserHome(tmp);
+    const passwdPath = join(tmp, 'pureftpd.passwd');
+    const pdbPath = join(tmp, 'pureftpd.pdb');
+    // pure-pw would store an argon2 hash (about 3 s per login); a SHA-512 crypt hash is accepted
+    // too. The 18 fields of pure-pw's format; "/./" marks the chroot point.
+    const hash = await sha512Crypt(VIRTUAL_PASSWORD);
+    const fields = [VIRTUAL_USER, hash, String(NOBODY_UID), String(NOBODY_GID), '', `${home}/./`];
+    await writeFile(passwdPath, [...fields, ...Array<string>(12).fill('')].join(':') + '\n', { mode: 0o600 });
+    const mkdb = await runProcess('pure-pw', ['mkdb', pdbPath, '-f', passwdPath], { timeoutMs: 10_000 });
+    if (mkdb.code !== 0) {
+      throw new Error(`pure-pw mkdb failed (${mkdb.code}): ${mkdb.stderr}${mkdb.stdout}`);
+    }
+    const args = [
+      '-S', `${HOST},${opts.port}`,
+      '-4',
+      '-p', `${opts.pasvMin}:${opts.pasvMax}`,
+      '-l', `puredb:${pdbPath}`,
+      '-E', // no anonymous logins
+      '-H', // no reverse DNS
+      '-A', // chroot everyone
+      // 50 clients and 50 per IP by default; behind a proxy every session comes from one address.
+      '-c', '200',
+      '-C', '200',
+      '-g', join(tmp, 'pure-ftpd.pid'),
+      ...(opts.forcedPassiveIp === undefined ? [] : ['-P', opts.forcedPassiveIp]),
+    ];
+    return { bin: findBinary('pure-ftpd'), args, root: home, user: VIRTUAL_USER, password: VIRTUAL_PASSWORD };
   });
 }
 
-async function makeTempDir(kind: string): Promise<string> {
+/** What a server's setup hands to launch(): the command line and the login it serves. */
+interface LaunchSpec {
+  bin: string;
+  args: string[];
+  root: string;
+  user: string;
+  password: string;
+}
+
+/** Runs `prepare` in a fresh temp dir and launches the server; the dir is removed on any failure. */
+async function startIn(
+  kind: FtpServer['kind'],
+  port: number,
+  prepare: (tmp: string) => Promise<LaunchSpec>,
+): Promise<FtpServer> {
   const tmp = await mkdtemp(join(tmpdir(), `e2e-${kind}-`));
-  // The servers drop to unprivileged users that must traverse it.
-  await chmod(tmp, 0o755);
-  return tmp;
+  try {
+    // The servers drop to unprivileged users that must traverse it.
+    await chmod(tmp, 0o755);
+    return await launch(kind, port, tmp, await prepare(tmp));
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
 }
 
 async function makeUserHome(tmp: string): Promise<string> {
@@ -231,17 +221,6 @@ async function sha512Crypt(password: string): Promise<string> {
   return hash;
 }
 
-interface LaunchSpec {
-  kind: FtpServer['kind'];
-  bin: string;
-  args: string[];
-  tmp: string;
-  port: number;
-  root: string;
-  user: string;
-  password: string;
-}
-
 // Servers still running when this process exits (a failed assertion, a crash) are killed, so a
 // leftover cannot hold the next run's ports.
 const running = new Set<number>();
@@ -257,55 +236,40 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-async function launch(spec: LaunchSpec): Promise<FtpServer> {
-  try {
-    if (await greets(spec.port)) {
-      throw new Error(`${spec.kind}: port ${spec.port} already has an FTP server (a leftover from an earlier run?)`);
-    }
-    // Its own process group: every server forks a process per session, and stop() must end
-    // those too. Killing the group by this child's PID touches nothing else.
-    const child = spawn(spec.bin, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const output = captureTail(child);
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    const pid = await spawned(child, spec.bin);
-    running.add(pid);
-    let stopping: Promise<void> | undefined;
-    const stop = (): Promise<void> => {
-      stopping ??= (async () => {
-        if (child.exitCode === null && child.signalCode === null) {
-          killGroup(pid, 'SIGTERM');
-          const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), STOP_TIMEOUT_MS);
-          await exited;
-          clearTimeout(timer);
-        }
-        // Session processes may outlive the master on SIGTERM.
-        killGroup(pid, 'SIGKILL');
-        running.delete(pid);
-        await rm(spec.tmp, { recursive: true, force: true });
-      })();
-      return stopping;
-    };
-    try {
-      await waitForGreeting(spec.port, exited, output);
-    } catch (err) {
-      await stop();
-      throw new Error(`${spec.kind} did not start on ${HOST}:${spec.port}: ${(err as Error).message}`, { cause: err });
-    }
-    return {
-      kind: spec.kind,
-      host: HOST,
-      port: spec.port,
-      root: spec.root,
-      uploadDir: UPLOAD_DIR,
-      user: spec.user,
-      password: spec.password,
-      pid,
-      stop,
-    };
-  } catch (err) {
-    await rm(spec.tmp, { recursive: true, force: true });
-    throw err;
+async function launch(kind: FtpServer['kind'], port: number, tmp: string, spec: LaunchSpec): Promise<FtpServer> {
+  if (await greets(port)) {
+    throw new Error(`${kind}: port ${port} already has an FTP server (a leftover from an earlier run?)`);
   }
+  // Its own process group: every server forks a process per session, and stop() must end
+  // those too. Killing the group by this child's PID touches nothing else.
+  const child = spawn(spec.bin, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const output = captureTail(child);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const pid = await spawned(child, spec.bin);
+  running.add(pid);
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        killGroup(pid, 'SIGTERM');
+        const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), STOP_TIMEOUT_MS);
+        await exited;
+        clearTimeout(timer);
+      }
+      // Session processes may outlive the master on SIGTERM.
+      killGroup(pid, 'SIGKILL');
+      running.delete(pid);
+      await rm(tmp, { recursive: true, force: true });
+    })();
+    return stopping;
+  };
+  try {
+    await waitForGreeting(port, exited, output);
+  } catch (err) {
+    await stop();
+    throw new Error(`${kind} did not start on ${HOST}:${port}: ${(err as Error).message}`, { cause: err });
+  }
+  return { kind, host: HOST, port, root: spec.root, uploadDir: UPLOAD_DIR, user: spec.user, password: spec.password, pid, stop };
 }
 
 function spawned(child: ChildProcess, bin: string): Promise<number> {
