@@ -43,7 +43,9 @@ export async function fetchFile(options: FetchOptions): Promise<FetchResult> {
   let data: DataConnection | undefined
   try {
     const fields = [options.path, options.user ?? '', options.password ?? '']
-    if (fields.some((field) => /[\r\n]/.test(field))) throw new Error('path, user and password must not contain CR or LF')
+    if (fields.some((field) => /[\r\n]/.test(field))) {
+      throw new Error('path, user and password must not contain CR or LF')
+    }
     control = await ControlConnection.open(options.host, options.port, timeoutMs, transcript)
     expect('greeting', await control.read(), 220)
     let login = await control.command(`USER ${options.user ?? 'anonymous'}`)
@@ -119,7 +121,9 @@ class ControlConnection {
   static open(host: string, port: number, timeoutMs: number, transcript: string[]): Promise<ControlConnection> {
     return new Promise((resolve, reject) => {
       const socket = connect({ host, port, timeout: timeoutMs })
-      const fail = (err: Error): void => reject(new Error(`control connection to ${host}:${port} failed: ${err.message}`))
+      const fail = (err: Error): void => {
+        reject(new Error(`control connection to ${host}:${port} failed: ${err.message}`))
+      }
       socket.once('error', fail)
       socket.once('timeout', () => socket.destroy(new Error(`timed out after ${timeoutMs} ms`)))
       socket.once('connect', () => {
@@ -193,8 +197,8 @@ class ControlConnection {
 
   private onLine(line: string): void {
     if (this.partial) {
-      // RFC 959 4.2: a multi-line reply ends on a line of the same code followed by a space;
-      // lines in between may look like anything, other codes included.
+      // RFC 959 4.2: a multi-line reply ends on a line of the same code followed by a space (a
+      // bare code is taken too); lines in between may look like anything, other codes included.
       this.partial.lines.push(line)
       if (line === this.partial.code || line.startsWith(`${this.partial.code} `)) {
         this.deliver({ code: Number(this.partial.code), text: this.partial.lines.join('\n') })

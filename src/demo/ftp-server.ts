@@ -210,11 +210,13 @@ class Session {
       case 'FEAT':
         return this.feat()
       case 'OPTS':
-        return /^UTF8 ON$/i.test(arg) ? this.reply(200, 'Always in UTF8 mode.') : this.reply(501, 'Option not understood.')
+        if (!/^UTF8 ON$/i.test(arg)) return this.reply(501, 'Option not understood.')
+        return this.reply(200, 'Always in UTF8 mode.')
       case 'NOOP':
         return this.reply(200, 'NOOP ok.')
       case 'TYPE':
-        return /^(A|I|L 8)( N)?$/i.test(arg) ? this.reply(200, `Type set to ${arg}.`) : this.reply(504, 'Bad TYPE command.')
+        if (!/^(A|I|L 8)( N)?$/i.test(arg)) return this.reply(504, 'Bad TYPE command.')
+        return this.reply(200, `Type set to ${arg}.`)
       case 'PWD':
         // RFC 959 appendix II: a '"' inside the quoted directory name is doubled.
         return this.reply(257, `"${this.cwd.replaceAll('"', '""')}" is the current directory`)
@@ -234,7 +236,7 @@ class Session {
         return this.reply(350, `Restart position accepted (${arg}).`)
       case 'SIZE':
       case 'MDTM': {
-        const file = this.file(arg)
+        const file = this.file(this.key(arg))
         if (file === undefined) return this.reply(550, 'Could not get file size.')
         return this.reply(213, verb === 'SIZE' ? String(file.length) : MDTM)
       }
@@ -333,7 +335,7 @@ class Session {
   }
 
   private async retr(arg: string): Promise<void> {
-    const file = this.file(arg)
+    const file = this.file(this.key(arg))
     const offset = this.takeRestOffset()
     if (file === undefined) return this.reply(550, 'Failed to open file.')
     const opening = `Opening BINARY mode data connection for ${arg} (${file.length} bytes).`
@@ -343,21 +345,22 @@ class Session {
   private async list(arg: string, long: boolean): Promise<void> {
     // Clients send options such as `LIST -la`; this server has no use for them.
     const key = this.key(arg.replace(/^-\S*\s*/, ''))
-    const file = findFile(this.context.files, key)
-    const entries =
-      file === undefined ? listDirectory(this.context.files, key) : new Map([[posix.basename(key), this.context.files[file]]])
+    const file = this.file(key)
+    const entries = file === undefined ? listDirectory(this.context.files, key) : new Map([[posix.basename(key), file]])
     if (entries === undefined) return this.reply(550, 'No such file or directory.')
-    const lines = [...entries].map(([name, content]) => (long ? longListing(name, content) : name))
-    await this.transfer('Here comes the directory listing.', { send: Buffer.from(lines.map((l) => `${l}\r\n`).join('')) })
+    const lines = [...entries].map(([name, content]) => `${long ? longListing(name, content) : name}\r\n`)
+    await this.transfer('Here comes the directory listing.', { send: Buffer.from(lines.join('')) })
   }
 
   private async store(arg: string, append: boolean): Promise<void> {
     const key = this.key(arg)
     const offset = this.takeRestOffset()
-    if (key === '' || listDirectory(this.context.files, key) !== undefined) return this.reply(553, 'Could not create file.')
+    if (key === '' || listDirectory(this.context.files, key) !== undefined) {
+      return this.reply(553, 'Could not create file.')
+    }
     await this.transfer('Ok to send data.', {
       receive: (bytes) => {
-        const existing = this.file(arg) ?? Buffer.alloc(0)
+        const existing = this.file(key) ?? Buffer.alloc(0)
         const kept = append ? existing : existing.subarray(0, offset)
         writeFile(this.context.files, key, Buffer.concat([kept, bytes]))
       },
@@ -407,8 +410,8 @@ class Session {
     return posix.resolve(this.cwd, arg).slice(1)
   }
 
-  private file(arg: string): Buffer | undefined {
-    const stored = findFile(this.context.files, this.key(arg))
+  private file(key: string): Buffer | undefined {
+    const stored = findFile(this.context.files, key)
     return stored === undefined ? undefined : this.context.files[stored]
   }
 
