@@ -31,6 +31,8 @@ export interface Config {
   /** Longest control line in bytes, LF included (--max-line-length). */
   readonly maxLineBytes: number
   readonly logLevel: LogLevel
+  /** Where /metrics, /healthz and /readyz are served; null = off (--metrics-listen). */
+  readonly metricsListen: Endpoint | null
   /** The config file it came from, if any (--config). */
   readonly configFile: string | null
 }

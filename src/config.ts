@@ -47,6 +47,9 @@ export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
   shutdownGraceMs: 30_000, // ms, running transfers may finish after SIGTERM/SIGINT
   maxLineBytes: 8192, // bytes per control line, LF included
   logLevel: 'info',
+  // Prometheus metrics, /healthz and /readyz; loopback only by default. 9464 is the port
+  // registered for Prometheus exporters of this kind.
+  metricsListen: { host: '127.0.0.1', port: 9464 },
   configFile: null,
 })
 
@@ -123,6 +126,13 @@ const SETTINGS = [
     env: 'FTP_PROXY_MAX_LINE_LENGTH',
     arg: 'BYTES',
     help: `Longest control line, LF included, ${MIN_LINE_BYTES}-${MAX_LINE_BYTES}.`,
+  },
+  {
+    key: 'metricsListen',
+    flag: 'metrics-listen',
+    env: 'FTP_PROXY_METRICS_LISTEN',
+    arg: 'HOST:PORT|off',
+    help: 'Where /metrics, /healthz and /readyz are served; off disables them; port 0 = any free port (logged).',
   },
   {
     key: 'config',
@@ -207,6 +217,7 @@ export function loadConfig(
     shutdownGraceMs: setting('shutdownGrace', parseDuration, DEFAULTS.shutdownGraceMs),
     maxLineBytes: setting('maxLineLength', parseLineLength, DEFAULTS.maxLineBytes),
     logLevel: setting('logLevel', (r) => parseChoice(r, LOG_LEVELS), DEFAULTS.logLevel),
+    metricsListen: setting('metricsListen', parseMetricsListen, DEFAULTS.metricsListen),
     configFile,
   }
   checkPoolAgainstListen(config)
@@ -332,6 +343,11 @@ function parseListen(r: Raw): readonly Endpoint[] {
 }
 
 /** HOST:PORT, IPv6 in brackets; the host is returned without brackets. */
+function parseMetricsListen(r: Raw): Endpoint | null {
+  const text = expectString(r, 'HOST:PORT or off').trim()
+  return text === 'off' ? null : parseEndpoint(text, r.origin, true)
+}
+
 function parseEndpoint(text: string, origin: Origin, allowPortZero: boolean): Endpoint {
   const bracketed = /^\[([^\]]*)\]:([^:]*)$/.exec(text)
   let host: string
@@ -561,6 +577,8 @@ function defaultText(key: SettingKey): string {
       return d.configFile ?? 'none'
     case 'logLevel':
       return d.logLevel
+    case 'metricsListen':
+      return d.metricsListen === null ? 'off' : formatEndpoint(d.metricsListen)
   }
 }
 

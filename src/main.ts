@@ -3,8 +3,9 @@
 // Exit codes: 0 done, 1 runtime failure (a port already in use), 2 bad settings or usage.
 
 import { pino, type Logger } from 'pino'
-import { ephemeralOverlap, helpText, loadConfig, readEphemeralRange } from './config.js'
+import { ephemeralOverlap, formatEndpoint, helpText, loadConfig, readEphemeralRange } from './config.js'
 import { ConfigError } from './errors.js'
+import { startObserveServer, type ObserveServer } from './observe/http.js'
 import { ProxyServer } from './proxy/server.js'
 import { VERSION } from './version.js'
 
@@ -39,10 +40,16 @@ async function runProxy(argv: string[]): Promise<number> {
   const logger = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime })
   warnEphemeralOverlap(config.passivePorts, logger)
   const proxy = new ProxyServer({ config, logger })
+  let observe: ObserveServer | null = null
   try {
     await proxy.listen()
+    if (config.metricsListen !== null) {
+      observe = await startObserveServer(config.metricsListen, proxy.metrics.registry, proxy.readiness)
+      logger.info({ metrics: `http://${formatEndpoint(observe.address)}/metrics` }, 'metrics listening')
+    }
   } catch (err) {
     logger.fatal({ err }, 'cannot listen')
+    await proxy.close(0)
     return 1
   }
   return new Promise<number>((resolve) => {
@@ -56,7 +63,8 @@ async function runProxy(argv: string[]): Promise<number> {
       }
       stopping = true
       logger.info({ signal, graceSeconds: proxy.config.shutdownGraceMs / 1000 }, 'shutting down: no new sessions, running transfers may finish')
-      void proxy.close(proxy.config.shutdownGraceMs).then((cut) => {
+      void proxy.close(proxy.config.shutdownGraceMs).then(async (cut) => {
+        await observe?.close()
         logger.info({ sessionsCut: cut }, 'proxy stopped')
         resolve(0)
       })

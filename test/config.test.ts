@@ -31,6 +31,7 @@ t.test('defaults apply to everything but the upstream', async (t) => {
     shutdownGraceMs: 30000,
     maxLineBytes: 8192,
     logLevel: 'info',
+    metricsListen: { host: '127.0.0.1', port: 9464 },
     configFile: null,
   })
   t.ok(isDeepFrozen(DEFAULTS))
@@ -88,6 +89,7 @@ t.test('environment', async (t) => {
     FTP_PROXY_SHUTDOWN_GRACE: '4m',
     FTP_PROXY_MAX_LINE_LENGTH: '1024',
     FTP_PROXY_LOG_LEVEL: 'debug',
+    FTP_PROXY_METRICS_LISTEN: 'off',
   })
   t.same(config, {
     listen: [
@@ -104,6 +106,7 @@ t.test('environment', async (t) => {
     shutdownGraceMs: 240000,
     maxLineBytes: 1024,
     logLevel: 'debug',
+    metricsListen: null,
     configFile: null,
   })
   t.equal(load(UP, { FTP_PROXY_LOG_LEVEL: '' }).logLevel, 'info', 'an empty variable counts as unset')
@@ -123,6 +126,7 @@ t.test('config files', async (t) => {
     shutdownGraceMs: 3600000,
     maxLineBytes: 4096,
     logLevel: 'debug',
+    metricsListen: { host: '127.0.0.1', port: 0 },
     configFile: fixture('full.json'),
   })
   const yaml = loadConfig([], { FTP_PROXY_CONFIG: fixture('full.yaml') })
@@ -141,6 +145,7 @@ t.test('config files', async (t) => {
     shutdownGraceMs: 5000,
     maxLineBytes: 2048,
     logLevel: 'warn',
+    metricsListen: { host: '::1', port: 9465 },
     configFile: fixture('full.yaml'),
   })
   t.same(

@@ -7,6 +7,7 @@ import type { Config, Endpoint } from '../config-types.js'
 import { normalizeAddress, type CandidateKind } from '../net/address-policy.js'
 import { PortPool } from '../net/port-pool.js'
 import { createMetrics, type ProxyMetrics } from '../observe/metrics.js'
+import { UpstreamReadiness } from '../observe/readiness.js'
 import { ControlSession, type SessionContext } from './control-session.js'
 import { VERSION } from '../version.js'
 
@@ -22,6 +23,7 @@ export class ProxyServer {
   readonly logger: Logger
   readonly metrics: ProxyMetrics
   readonly pool: PortPool
+  readonly readiness: UpstreamReadiness
   readonly #listeners: net.Server[] = []
   readonly #sessions = new Set<ControlSession>()
   readonly #context: SessionContext
@@ -38,6 +40,10 @@ export class ProxyServer {
     this.pool = new PortPool(options.config.passivePorts, () => this.metrics.poolInUse.set(this.pool.inUse))
     this.metrics.poolSize.set(this.pool.size)
     this.metrics.poolInUse.set(0)
+    this.readiness = new UpstreamReadiness(
+      () => this.#config.upstream,
+      () => this.#config.connectTimeoutMs,
+    )
     this.#context = {
       config: () => this.#config,
       pool: this.pool,
@@ -77,6 +83,7 @@ export class ProxyServer {
       server.on('error', (err) => this.logger.error({ err }, 'listener error'))
       this.#listeners.push(server)
     }
+    this.readiness.start()
     this.logger.info(
       {
         listen: this.addresses().map((a) => `${a.host}:${a.port}`),
@@ -105,6 +112,7 @@ export class ProxyServer {
     }, this.#config.connectTimeoutMs)
     const onConnectError = (err: NodeJS.ErrnoException): void => {
       clearTimeout(timer)
+      this.readiness.record(false, err.code ?? err.message)
       this.metrics.sessionsRejected.inc({ reason: 'upstream_unreachable' })
       log.warn({ upstream: `${host}:${port}`, error: err.code ?? err.message }, 'FTP server unreachable; session refused')
       client.end(`421 Service not available: the proxy cannot reach the FTP server (${err.code ?? err.message}).\r\n`)
@@ -113,6 +121,7 @@ export class ProxyServer {
     upstream.once('connect', () => {
       clearTimeout(timer)
       upstream.off('error', onConnectError)
+      this.readiness.record(true)
       if (client.destroyed || this.#closing) {
         upstream.destroy()
         client.destroy()
@@ -160,6 +169,7 @@ export class ProxyServer {
 
   async close(graceMs: number): Promise<number> {
     this.#closing = true
+    this.readiness.stop()
     // Not awaited: a server's close callback waits for every connection it accepted.
     for (const l of this.#listeners) l.close()
     this.#deadline = Date.now() + graceMs
