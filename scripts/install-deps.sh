@@ -17,7 +17,8 @@ die() { echo "install-deps: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (apt-get and dpkg need it)"
 
 # The tools the tests run, installed with apt (no recommends: prometheus would pull in exporters).
-apt_pkgs=(curl wget lftp python3 iproute2 nftables prometheus openssl perl)
+# util-linux (essential anyway) has setpriv, which gives each test server a parent-death signal.
+apt_pkgs=(curl wget lftp python3 iproute2 nftables prometheus openssl perl util-linux)
 
 # Cache dir name -> the Debian packages unpacked into it. proftpd-core holds the proftpd binary,
 # ftpasswd and the modules dir (usr/lib/proftpd); mod-crypto adds mod_tls.so, which
@@ -125,6 +126,7 @@ check() {
   printf 'ok       %-11s %s  (%s)\n' "$bin" "$path" "$(echo "$out" | grep -m1 . | cut -c1-60)"
 }
 
+check setpriv --version
 check vsftpd -v
 check proftpd -v
 check ftpasswd --help

@@ -105,39 +105,39 @@ export function startProftpd(opts: ServerPorts & { masqueradeAddress?: string })
     const passwdPath = join(tmp, 'ftpd.passwd');
     const hash = await sha512Crypt(VIRTUAL_PASSWORD);
     // The /etc/passwd-format line ftpasswd would write, with the same openssl hash as pure-ftpd's.
-    await writeFile(passwdPath, `${VIRTUAL_USER}:${hash}:${NOBODY_UID}:${NOBODY_GID}::${home}:/bin/false\n`, {
-      mode: 0o600,
-  });
-  const conf = [
-    'ServerType standalone',
-    'ServerName "e2e"',
-    `DefaultAddress ${HOST}`,
-    'SocketBindTight on',
-    'UseIPv6 off',
-    `Port ${opts.port}`,
-    `PassivePorts ${opts.pasvMin} ${opts.pasvMax}`,
-    ...(opts.masqueradeAddress === undefined ? [] : [`MasqueradeAddress ${opts.masqueradeAddress}`]),
-    'User nobody',
-    'Group nogroup',
-    // Only the file: no PAM or /etc/passwd look-ups for the virtual user.
-    'AuthOrder mod_auth_file.c',
-    `AuthUserFile ${passwdPath}`,
-    'RequireValidShell off',
-    'DelayTable none',
-    'WtmpLog off',
-    'UseReverseDNS off',
-    `PidFile ${join(tmp, 'proftpd.pid')}`,
-    `ScoreboardFile ${join(tmp, 'proftpd.scoreboard')}`,
-    `SystemLog ${join(tmp, 'proftpd.log')}`,
-    'TransferLog none',
-    'DefaultRoot ~',
-    'Umask 022',
-    'AllowOverwrite on',
-    'AllowStoreRestart on',
-  ];
-  const confPath = join(tmp, 'proftpd.conf');
-  await writeFile(confPath, conf.join('\n') + '\n');
-  return { bin: findBinary('proftpd'), args: ['-n', '-c', confPath], root: home, user: VIRTUAL_USER, password: VIRTUAL_PASSWORD };
+    const entry = `${VIRTUAL_USER}:${hash}:${NOBODY_UID}:${NOBODY_GID}::${home}:/bin/false\n`;
+    await writeFile(passwdPath, entry, { mode: 0o600 });
+    const conf = [
+      'ServerType standalone',
+      'ServerName "e2e"',
+      `DefaultAddress ${HOST}`,
+      'SocketBindTight on',
+      'UseIPv6 off',
+      `Port ${opts.port}`,
+      `PassivePorts ${opts.pasvMin} ${opts.pasvMax}`,
+      ...(opts.masqueradeAddress === undefined ? [] : [`MasqueradeAddress ${opts.masqueradeAddress}`]),
+      // No User/Group: the master stays root, because a change of uid would clear the
+      // parent-death signal that launch() sets. Sessions still run as the virtual user's uid.
+      // Only the file: no PAM or /etc/passwd look-ups for the virtual user.
+      'AuthOrder mod_auth_file.c',
+      `AuthUserFile ${passwdPath}`,
+      'RequireValidShell off',
+      'DelayTable none',
+      'WtmpLog off',
+      'UseReverseDNS off',
+      `PidFile ${join(tmp, 'proftpd.pid')}`,
+      `ScoreboardFile ${join(tmp, 'proftpd.scoreboard')}`,
+      `SystemLog ${join(tmp, 'proftpd.log')}`,
+      'TransferLog none',
+      'DefaultRoot ~',
+      'Umask 022',
+      'AllowOverwrite on',
+      'AllowStoreRestart on',
+    ];
+    const confPath = join(tmp, 'proftpd.conf');
+    await writeFile(confPath, conf.join('\n') + '\n');
+    const args = ['-n', '-c', confPath];
+    return { bin: findBinary('proftpd'), args, root: home, user: VIRTUAL_USER, password: VIRTUAL_PASSWORD };
   });
 }
 
@@ -221,13 +221,6 @@ async function sha512Crypt(password: string): Promise<string> {
   return hash;
 }
 
-// Servers still running when this process exits (a failed assertion, a crash) are killed, so a
-// leftover cannot hold the next run's ports.
-const running = new Set<number>();
-process.once('exit', () => {
-  for (const pid of running) killGroup(pid, 'SIGKILL');
-});
-
 function killGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
@@ -241,12 +234,17 @@ async function launch(kind: FtpServer['kind'], port: number, tmp: string, spec: 
     throw new Error(`${kind}: port ${port} already has an FTP server (a leftover from an earlier run?)`);
   }
   // Its own process group: every server forks a process per session, and stop() must end
-  // those too. Killing the group by this child's PID touches nothing else.
-  const child = spawn(spec.bin, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  // those too. Killing the group by this child's PID touches nothing else. setpriv execs the
+  // server in place (same PID) with a parent-death signal, so a test process that is killed
+  // (tap's timeout) takes its server with it instead of leaving it on the port.
+  const setpriv = findBinary('setpriv');
+  const child = spawn(setpriv, ['--pdeathsig', 'KILL', '--', spec.bin, ...spec.args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   const output = captureTail(child);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const pid = await spawned(child, spec.bin);
-  running.add(pid);
+  const pid = await spawned(child, setpriv);
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
@@ -258,7 +256,6 @@ async function launch(kind: FtpServer['kind'], port: number, tmp: string, spec: 
       }
       // Session processes may outlive the master on SIGTERM.
       killGroup(pid, 'SIGKILL');
-      running.delete(pid);
       await rm(tmp, { recursive: true, force: true });
     })();
     return stopping;
