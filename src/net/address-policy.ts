@@ -67,14 +67,14 @@ export interface DataCandidate {
  *   differs from the address the proxy reached the server at), the control peer first, then the
  *   advertised address; otherwise the reverse. An unspecified address (0.0.0.0) is never
  *   dialled: on Linux a connect to it reaches the proxy's own host.
- * - The kind that last answered for this upstream goes first, so a blackholed address costs
- *   one connect timeout, not one per PASV.
+ * - The address that last answered for this upstream goes first, so a blackholed address
+ *   costs one connect timeout, not one per PASV.
  */
 export function dataCandidates(
   mode: UpstreamDataAddress,
   advertised: string | null,
   controlPeer: string,
-  lastAnswered: CandidateKind | null,
+  lastAnswered: string | null,
 ): DataCandidate[] {
   const control: DataCandidate = { kind: 'control', host: normalizeAddress(controlPeer) }
   if (advertised === null) return [control]
@@ -84,7 +84,7 @@ export function dataCandidates(
   if (mode === 'advertised') return [adv]
   if (adv.host === control.host) return [adv]
   const list = addressClass(adv.host) === 'public' ? [adv, control] : [control, adv]
-  if (lastAnswered !== null && list[0]?.kind !== lastAnswered) list.reverse()
+  if (list[1]?.host === lastAnswered) list.reverse()
   return list
 }
 

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Config } from '../config-types.js'
 import { LineTooLongError, ProxyError } from '../errors.js'
-import { addressClass, dataCandidates, isIPv4, type CandidateKind } from '../net/address-policy.js'
+import { addressClass, dataCandidates, isIPv4 } from '../net/address-policy.js'
 import type { PortLease, PortPool } from '../net/port-pool.js'
 import type { FailureReason, LeaseOutcome, ProxyMetrics } from '../observe/metrics.js'
 import { isAborWithoutLf, logSafe, parseCommand, TRANSFER_VERBS, transferDirection, type Command } from '../protocol/commands.js'
@@ -20,8 +20,8 @@ export interface SessionContext {
   readonly config: () => Config
   readonly pool: PortPool
   readonly metrics: ProxyMetrics
-  /** Per upstream: which data candidate answered last (tried first next time). */
-  readonly dataMemory: { lastAnswered: CandidateKind | null }
+  /** Per upstream: the data address that answered last (tried first next time). */
+  readonly dataMemory: { lastAnswered: string | null }
   readonly nextLeaseId: () => number
 }
 
@@ -363,7 +363,7 @@ export class ControlSession {
       portLease.release()
       return []
     }
-    this.#ctx.dataMemory.lastAnswered = dialled.candidate.kind
+    this.#ctx.dataMemory.lastAnswered = dialled.candidate.host
     metrics.dataConnectSeconds.observe((dialled.attempts[dialled.attempts.length - 1]?.ms ?? 0) / 1000)
     const lease = new DataLease({
       id: this.#ctx.nextLeaseId(),

@@ -4,7 +4,7 @@
 import net from 'node:net'
 import type { Logger } from 'pino'
 import type { Config, Endpoint } from '../config-types.js'
-import { normalizeAddress, type CandidateKind } from '../net/address-policy.js'
+import { normalizeAddress } from '../net/address-policy.js'
 import { PortPool } from '../net/port-pool.js'
 import { createMetrics, type ProxyMetrics } from '../observe/metrics.js'
 import { UpstreamReadiness } from '../observe/readiness.js'
@@ -27,7 +27,7 @@ export class ProxyServer {
   readonly #listeners: net.Server[] = []
   readonly #sessions = new Set<ControlSession>()
   readonly #context: SessionContext
-  readonly #dataMemory: { lastAnswered: CandidateKind | null } = { lastAnswered: null }
+  readonly #dataMemory: { lastAnswered: string | null } = { lastAnswered: null }
   #sessionSeq = 0
   #leaseSeq = 0
   #closing = false

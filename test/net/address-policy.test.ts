@@ -38,8 +38,10 @@ t.test('data candidates', async (t) => {
   // Forced modes.
   t.same(hosts(dataCandidates('advertised', '172.16.40.222', '203.0.113.5', null)), ['172.16.40.222'])
   t.same(hosts(dataCandidates('control', '172.16.40.222', '203.0.113.5', null)), ['203.0.113.5'])
-  // The kind that answered last goes first.
-  t.same(hosts(dataCandidates('auto', '172.16.40.222', '203.0.113.5', 'advertised')), ['172.16.40.222', '203.0.113.5'])
-  t.same(hosts(dataCandidates('auto', '93.184.216.34', '10.0.0.5', 'control')), ['10.0.0.5', '93.184.216.34'])
+  // The address that answered last goes first.
+  t.same(hosts(dataCandidates('auto', '172.16.40.222', '203.0.113.5', '172.16.40.222')), ['172.16.40.222', '203.0.113.5'])
+  t.same(hosts(dataCandidates('auto', '93.184.216.34', '10.0.0.5', '10.0.0.5')), ['10.0.0.5', '93.184.216.34'])
+  t.same(hosts(dataCandidates('auto', '172.16.40.222', '203.0.113.5', '203.0.113.5')), ['203.0.113.5', '172.16.40.222'])
+  t.same(hosts(dataCandidates('auto', '172.16.40.222', '203.0.113.5', '10.9.9.9')), ['203.0.113.5', '172.16.40.222'])
   t.same(hosts(dataCandidates('auto', '::ffff:172.16.0.1', '::ffff:203.0.113.5', null)), ['203.0.113.5', '172.16.0.1'])
 })
