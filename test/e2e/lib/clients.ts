@@ -33,8 +33,10 @@ const CLIENT_TIMEOUT_S = 10;
 
 /** ftp:// URL with the credentials and each path segment percent-encoded. */
 export function ftpUrl(login: FtpLogin, remote = ''): string {
+  const auth = `${encodeURIComponent(login.user)}:${encodeURIComponent(login.password)}`;
+  const host = login.host.includes(':') ? `[${login.host}]` : login.host;
   const path = remote.split('/').map(encodeURIComponent).join('/');
-  return `ftp://${encodeURIComponent(login.user)}:${encodeURIComponent(login.password)}@${login.host}:${login.port}/${path}`;
+  return `ftp://${auth}@${host}:${login.port}/${path}`;
 }
 
 function sentCommands(trace: string, pattern: RegExp): string[] {
@@ -66,7 +68,7 @@ const CURL_MODE_ARGS: Record<CurlMode, string[]> = {
   default: [],
 };
 
-interface CurlOptions {
+export interface CurlOptions {
   url: string;
   mode: CurlMode;
   timeoutMs?: number;
@@ -75,8 +77,8 @@ interface CurlOptions {
 async function curl(opts: CurlOptions, extra: string[]): Promise<ClientResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   // -q first: ignore any ~/.curlrc. -v: the trace that `sent` is read from.
-  const args = ['-q', '-sS', '-v', '--connect-timeout', String(CLIENT_TIMEOUT_S), '--max-time',
-    String(Math.ceil(timeoutMs / 1000)), ...CURL_MODE_ARGS[opts.mode], ...extra, opts.url];
+  const limits = ['--connect-timeout', String(CLIENT_TIMEOUT_S), '--max-time', String(Math.ceil(timeoutMs / 1000))];
+  const args = ['-q', '-sS', '-v', ...limits, ...CURL_MODE_ARGS[opts.mode], ...extra, opts.url];
   const res = await runProcess('curl', args, { timeoutMs: timeoutMs + 2000 });
   return { ...res, sent: sentCommands(res.stderr, /^> (.+)$/) };
 }
@@ -99,7 +101,8 @@ export function curlList(opts: CurlOptions): Promise<ClientResult> {
 export async function wgetDownload(opts: { url: string; out: string; timeoutMs?: number }): Promise<DownloadResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   // --no-config/--no-hsts: no rc files or state from the home dir. -d: the "--> CMD" trace.
-  const args = ['--no-config', '--no-hsts', '-d', '--tries=1', `--timeout=${CLIENT_TIMEOUT_S}`, '-O', opts.out, opts.url];
+  const args = ['--no-config', '--no-hsts', '-d', '--tries=1', `--timeout=${CLIENT_TIMEOUT_S}`];
+  args.push('-O', opts.out, opts.url);
   const res = await runProcess('wget', args, { timeoutMs });
   return withDigest({ ...res, sent: sentCommands(res.stderr, /^--> (.+)$/) }, opts.out);
 }
@@ -113,14 +116,19 @@ export async function wgetDownload(opts: { url: string; out: string; timeoutMs?:
  */
 export type FtplibMode = 'pasv' | 'epsv';
 
-interface FtplibOptions extends FtpLogin {
+export interface FtplibOptions extends FtpLogin {
   mode: FtplibMode;
   timeoutMs?: number;
 }
 
 const FTPLIB_SCRIPT = fileURLToPath(new URL('./ftplib_client.py', import.meta.url));
 
-async function ftplib(opts: FtplibOptions, op: 'download' | 'upload' | 'list', remote: string, local: string): Promise<ClientResult> {
+async function ftplib(
+  opts: FtplibOptions,
+  op: 'download' | 'upload' | 'list',
+  remote: string,
+  local: string,
+): Promise<ClientResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const request = {
     host: opts.host,
@@ -159,7 +167,7 @@ export function ftplibList(opts: FtplibOptions & { remote?: string }): Promise<C
  */
 export type BasicFtpMode = 'pasv' | 'default';
 
-interface BasicFtpOptions extends FtpLogin {
+export interface BasicFtpOptions extends FtpLogin {
   mode: BasicFtpMode;
   timeoutMs?: number;
 }
@@ -223,13 +231,14 @@ export function basicFtpList(opts: BasicFtpOptions & { remote?: string }): Promi
 
 /**
  * - 'pasv': `ftp:prefer-epsv no`, `ftp:ignore-pasv-address no`. lftp still "fixes" a 227 that
- *   names a reserved address (127.x other than 127.0.0.1 included) to the control peer, so on
- *   loopback it does not fail against a wrong 227; it does inside a network namespace.
+ *   names 127.0.0.99 to the control peer (even with `ftp:fix-pasv-address no`), so on loopback
+ *   it does not fail against a wrong 227; shared/ENVIRONMENT.md saw it fail only against an
+ *   address inside a network namespace.
  * - 'epsv': `ftp:prefer-epsv yes`.
  */
 export type LftpMode = 'pasv' | 'epsv';
 
-interface LftpOptions extends FtpLogin {
+export interface LftpOptions extends FtpLogin {
   mode: LftpMode;
   timeoutMs?: number;
 }
