@@ -13,7 +13,6 @@ export interface ProcessResult {
 
 export interface RunOptions {
   timeoutMs: number;
-  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -24,7 +23,7 @@ export interface RunOptions {
 export function runProcess(name: string, args: readonly string[], opts: RunOptions): Promise<ProcessResult> {
   const file = findBinary(name);
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
