@@ -37,3 +37,37 @@ t.test('PASS never reaches the log', async (t) => {
   t.match(logs.find((l) => l.msg === 'session opened'), { sid: 's1', client: '127.0.0.1', upstreamLocalPort: Number })
   t.match(logs.find((l) => l.msg === 'session closed'), { sid: 's1', upstreamLocalPort: Number })
 })
+
+t.test('a failed data connection gives one line with the targets, the reason and a hint', async (t) => {
+  const server = await startFtpServer({ advertiseAddress: '127.0.0.99', dataListen: 'never' })
+  t.teardown(() => server.close())
+  const p = await startProxy(['--upstream', `127.0.0.1:${server.port}`, '--passive-ports', '22355-22359'], 'info')
+  t.teardown(() => p.close())
+  const c = await RawFtp.connect(p.host, p.port)
+  t.teardown(() => c.close())
+  await c.login()
+  t.equal((await c.cmd('PASV')).code, 425)
+  const lines = p.logs.filter((l) => l.msg === 'data connection failed')
+  t.equal(lines.length, 1, 'one line per failure')
+  const line = lines[0]!
+  t.match(line, {
+    level: 40,
+    sid: 's1',
+    reason: 'upstream_refused',
+    fromServer: /^227 Entering Passive Mode \(127,0,0,99,/,
+    advertised: /^127\.0\.0\.99:\d+$/,
+    advertisedClass: 'loopback',
+  })
+  const targets = line.targets as Array<{ host: string; port: number; kind: string; error: string }>
+  t.same(
+    targets.map((x) => [x.kind, x.host, x.error]),
+    [
+      ['control', '127.0.0.1', 'ECONNREFUSED'],
+      ['advertised', '127.0.0.99', 'ECONNREFUSED'],
+    ],
+    'every target dialled, with its error',
+  )
+  t.match(line.hint, /advertised loopback address 127\.0\.0\.99 that differs from its control address 127\.0\.0\.1/)
+  t.match(line.hint, /vsftpd pasv_address, ProFTPD MasqueradeAddress, pure-ftpd -P/)
+  t.match(line.hint, /--upstream-data-address/)
+})
