@@ -1,0 +1,29 @@
+// `ftp-pasv-proxy diagnose URL [--json] [--timeout 3s]`: gather (probe.ts), judge (verdict.ts),
+// print (render.ts or JSON). Exit 0 healthy, 1 a passive-mode fault found, 2 usage error or
+// nothing to diagnose (no control connection, login refused).
+
+import { parseDiagnoseArgs, USAGE } from './args.js'
+import { gatherFindings } from './probe.js'
+import { renderText } from './render.js'
+import type { DiagnoseReport } from './report.js'
+import { judge } from './verdict.js'
+
+export interface DiagnoseOutput {
+  readonly stdout: (s: string) => void
+  readonly stderr: (s: string) => void
+}
+
+/** `argv` is the words after `diagnose`. */
+export async function runDiagnose(argv: readonly string[], out: DiagnoseOutput): Promise<number> {
+  const args = parseDiagnoseArgs(argv)
+  if (!args.ok) {
+    out.stderr(`ftp-pasv-proxy diagnose: ${args.message}\n${USAGE}\n`)
+    return 2
+  }
+  const findings = await gatherFindings(args.options)
+  const report: DiagnoseReport = { ...findings, ...judge(findings) }
+  out.stdout(args.options.json ? `${JSON.stringify(report, null, 2)}\n` : renderText(report))
+  // Scripts reading --json still learn on stderr why there was nothing to diagnose.
+  if (report.exitCode === 2) out.stderr(`ftp-pasv-proxy diagnose: ${report.verdict.cause}\n`)
+  return report.exitCode
+}
