@@ -49,7 +49,7 @@ export function judge(f: Findings): { verdict: Verdict; exitCode: ExitCode } {
   const fault = pasv.kind === 'broken' ? pasv : epsv.kind === 'broken' ? epsv : null
   if (fault !== null) {
     // Both broken: the other one's cause goes into the notes.
-    const other = fault === pasv && epsv.kind === 'broken' ? [`EPSV fails too: ${epsv.cause}`] : []
+    const other = fault === pasv && epsv.kind === 'broken' ? [`EPSV fails too. ${epsv.cause}`] : []
     return conclude(1, { fault: fault.fault, advertises, reachable, cause: fault.cause, fix: fault.fix, notes: [...notes, ...other] })
   }
   if (pasv.kind === 'absent' && epsv.kind === 'absent') {
@@ -174,7 +174,7 @@ function notesFor(f: Findings, peer: string, pasv: Assessment, epsv: Assessment)
   if (pasv.kind === 'works' && host !== null && f.pasv.matchesControl === false) {
     notes.push(
       `The 227 names ${host}, ${classWords(f.pasv.class)} address that differs from the control address ${peer}, but it is reachable from here, ` +
-        "as DEVFTP's 10.100.20.222 is: not a fault. Clients on other networks may not reach it; run diagnose from there to be sure.",
+        'so it is not a fault. Clients on other networks may not reach it; run diagnose from there to be sure.',
     )
     const control = f.pasv.probes.find((p) => p.kind === 'control')
     if (control !== undefined && !(control.ok && control.listing?.ok === true)) {
