@@ -73,9 +73,8 @@ function parseFtpUrl(text: string): Omit<DiagnoseOptions, 'json' | 'timeoutMs'> 
     return `${JSON.stringify(redact(text))} is not a URL; expected ftp://[user[:password]@]host[:port]`
   }
   if (url.protocol !== 'ftp:') return `the URL must start with ftp:// (got ${url.protocol}//)`
-  // WHATWG URL keeps IPv6 hosts in brackets.
+  // WHATWG URL keeps IPv6 hosts in brackets; it refuses an ftp: URL without a host.
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1')
-  if (host === '') return 'the URL names no host'
   // URL drops the scheme's default port (21), so '' means 21; ':0' comes through as '0'.
   const port = url.port === '' ? 21 : Number(url.port)
   if (port === 0) return 'port 0 cannot be dialled; give the server port, 1-65535'
