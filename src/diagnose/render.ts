@@ -3,6 +3,7 @@
 
 import { formatEndpoint } from '../config.js'
 import type { DiagnoseReport, PassiveFindings, Probe } from './report.js'
+import { count } from './verdict.js'
 
 export function renderText(r: DiagnoseReport): string {
   const out: string[] = []
@@ -37,7 +38,7 @@ function probeLine(p: Probe): string {
   if (!p.ok) return `             ${where}  ${p.error ?? 'failed'} after ${p.ms} ms`
   const l = p.listing
   const listing =
-    l === undefined ? '' : l.ok ? `; LIST ${l.lines} line(s), ${l.bytes} bytes: ${l.reply ?? ''}` : `; LIST failed: ${l.error ?? 'failed'}`
+    l === undefined ? '' : l.ok ? `; LIST ${count(l.lines, 'line')}, ${count(l.bytes, 'byte')}: ${l.reply ?? ''}` : `; LIST failed: ${l.error ?? 'failed'}`
   return `             ${where}  connected in ${p.ms} ms${listing}`
 }
 

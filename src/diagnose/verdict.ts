@@ -231,7 +231,8 @@ function probeOutcome(p: Probe): string {
   return `reachable in ${p.ms} ms, LIST works (${count(l.lines, 'line')}, ${count(l.bytes, 'byte')})`
 }
 
-function count(n: number, unit: string): string {
+/** `1 line`, `3 lines`. */
+export function count(n: number, unit: string): string {
   return `${n} ${unit}${n === 1 ? '' : 's'}`
 }
 
