@@ -77,3 +77,41 @@ export async function startForwarder(
       }),
   }
 }
+
+/**
+ * A control port that misbehaves on cue: `greeting` is sent on connect (null: nothing, ever),
+ * then `onLine` gets each command line and the socket.
+ */
+export async function startScripted(
+  port: number,
+  greeting: string | null,
+  onLine: (line: string, socket: net.Socket) => void,
+): Promise<{ close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    if (greeting !== null) socket.write(`${greeting}\r\n`)
+    let buffered = ''
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1')
+      for (let lf = buffered.indexOf('\n'); lf !== -1; lf = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, lf).replace(/\r$/, '')
+        buffered = buffered.slice(lf + 1)
+        onLine(line, socket)
+      }
+    })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, '127.0.0.1', () => resolve())
+  })
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      }),
+  }
+}
