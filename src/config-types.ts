@@ -9,6 +9,9 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 
 export type UpstreamDataAddress = 'auto' | 'advertised' | 'control'
 
+/** What a client's PORT/EPRT becomes: passive toward the server, relayed, or refused. */
+export type ActiveMode = 'passive' | 'relay' | 'deny'
+
 export interface Config {
   /** Where clients connect (--listen, may repeat). */
   readonly listen: readonly Endpoint[]
@@ -20,6 +23,8 @@ export interface Config {
   readonly advertiseAddress: 'auto' | string
   /** Which server address to dial for data (--upstream-data-address). */
   readonly upstreamDataAddress: UpstreamDataAddress
+  /** What a client's PORT/EPRT becomes (--active-mode). */
+  readonly activeMode: ActiveMode
   /** Milliseconds to wait for a TCP connect to the server (control or data) (--connect-timeout). */
   readonly connectTimeoutMs: number
   /** Milliseconds a leased pool port waits for the client's data connection (--data-accept-timeout). */

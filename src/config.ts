@@ -16,7 +16,7 @@ import { extname } from 'node:path'
 import { parseArgs } from 'node:util'
 import ipaddr from 'ipaddr.js'
 import { parse as parseYaml } from 'yaml'
-import type { Config, Endpoint, LogLevel, UpstreamDataAddress } from './config-types.js'
+import type { ActiveMode, Config, Endpoint, LogLevel, UpstreamDataAddress } from './config-types.js'
 import { ConfigError } from './errors.js'
 
 // Each pool port is a listener held open while leased (STYLE.md 6), one file descriptor each;
@@ -31,6 +31,7 @@ const MAX_DURATION_MS = 86_400_000
 const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 const UPSTREAM_DATA_ADDRESSES: readonly UpstreamDataAddress[] = ['auto', 'advertised', 'control']
+const ACTIVE_MODES: readonly ActiveMode[] = ['passive', 'deny']
 
 /** Everything but the upstream server, which has no sensible default and must be given. */
 export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
@@ -41,6 +42,8 @@ export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
   passivePorts: { min: 30000, max: 30099 },
   advertiseAddress: 'auto',
   upstreamDataAddress: 'auto',
+  // Active mode toward the client, passive toward the server: works through the server's NAT.
+  activeMode: 'passive',
   connectTimeoutMs: 5_000, // ms, a TCP connect to the server, control or data
   dataAcceptTimeoutMs: 30_000, // ms, a leased pool port waits this long for the client
   idleTimeoutMs: 900_000, // ms = 15 min without commands while no transfer runs
@@ -91,6 +94,13 @@ const SETTINGS = [
     env: 'FTP_PROXY_UPSTREAM_DATA_ADDRESS',
     arg: UPSTREAM_DATA_ADDRESSES.join('|'),
     help: "Server address to dial for data: the one in the server's 227 reply (advertised), the control connection's (control), or both, the likelier first (auto).",
+  },
+  {
+    key: 'activeMode',
+    flag: 'active-mode',
+    env: 'FTP_PROXY_ACTIVE_MODE',
+    arg: ACTIVE_MODES.join('|'),
+    help: "What a client's PORT/EPRT becomes: a passive connection toward the server that the proxy joins to the client's data address (passive), or a 502 refusal (deny). Only the client's own address and ports from 1024 up are ever dialled.",
   },
   {
     key: 'connectTimeout',
@@ -211,6 +221,7 @@ export function loadConfig(
       (r) => parseChoice(r, UPSTREAM_DATA_ADDRESSES),
       DEFAULTS.upstreamDataAddress,
     ),
+    activeMode: setting('activeMode', (r) => parseChoice(r, ACTIVE_MODES), DEFAULTS.activeMode),
     connectTimeoutMs: setting('connectTimeout', parseDuration, DEFAULTS.connectTimeoutMs),
     dataAcceptTimeoutMs: setting('dataAcceptTimeout', parseDuration, DEFAULTS.dataAcceptTimeoutMs),
     idleTimeoutMs: setting('idleTimeout', parseDuration, DEFAULTS.idleTimeoutMs),
@@ -563,6 +574,8 @@ function defaultText(key: SettingKey): string {
       return d.advertiseAddress
     case 'upstreamDataAddress':
       return d.upstreamDataAddress
+    case 'activeMode':
+      return d.activeMode
     case 'connectTimeout':
       return formatDuration(d.connectTimeoutMs)
     case 'dataAcceptTimeout':

@@ -36,6 +36,9 @@ export async function gatherFindings(options: DiagnoseOptions): Promise<Findings
   } catch (err) {
     return findings({ ok: false, peer: null, ms: since(started), greeting: null, error: dialErrorText(err) })
   }
+  // QUIT only in a session the server opened with a 220: after a 421 (or nothing) there is
+  // nothing to end, and the QUIT would wait out the timeout for a reply that never comes.
+  let opened = false
   try {
     const connected = { ok: true, peer: control.peer, ms: since(started) }
     let greeting: Reply
@@ -44,6 +47,7 @@ export async function gatherFindings(options: DiagnoseOptions): Promise<Findings
     } catch (err) {
       return findings({ ...connected, greeting: null }, { ...login, error: messageOf(err) })
     }
+    opened = greeting.code === 220
     const controlFindings: ControlFindings = { ...connected, greeting: replyText(greeting) }
     const loggedIn = await logIn(control, greeting, options)
     if (!loggedIn.ok) return findings(controlFindings, loggedIn)
@@ -51,7 +55,8 @@ export async function gatherFindings(options: DiagnoseOptions): Promise<Findings
     const epsv = await passive(control, 'EPSV', options)
     return findings(controlFindings, loggedIn, pasv, epsv)
   } finally {
-    await control.quit()
+    if (opened) await control.quit()
+    else control.close()
   }
 }
 
@@ -275,6 +280,10 @@ class Control {
         // Closing anyway; the findings are already complete.
       }
     }
+    this.close()
+  }
+
+  close(): void {
     this.#socket.destroy()
   }
 

@@ -19,6 +19,9 @@ export type FailureReason = (typeof FAILURE_REASONS)[number]
 export const CANCEL_REASONS = ['replaced', 'aborted', 'refused', 'closed'] as const
 export type CancelReason = (typeof CANCEL_REASONS)[number]
 
+export const COMMAND_REFUSALS = ['bounce', 'malformed', 'epsv_all', 'unsupported'] as const
+export type CommandRefusal = (typeof COMMAND_REFUSALS)[number]
+
 export const SESSION_REJECT_REASONS = ['upstream_unreachable'] as const
 export type SessionRejectReason = (typeof SESSION_REJECT_REASONS)[number]
 
@@ -45,6 +48,7 @@ export interface ProxyMetrics {
   readonly dataTransferSeconds: client.Histogram
   readonly poolSize: client.Gauge
   readonly poolInUse: client.Gauge
+  readonly commandsRefused: client.Counter<'reason'>
   leaseEnded(outcome: LeaseOutcome): void
   advertised(cls: AddressClass, matchesControl: boolean): void
 }
@@ -127,6 +131,12 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
   })
   const poolSize = new client.Gauge({ name: 'ftp_proxy_port_pool_size', help: 'Ports in the passive pool.', registers })
   const poolInUse = new client.Gauge({ name: 'ftp_proxy_port_pool_in_use', help: 'Pool ports leased now.', registers })
+  const commandsRefused = new client.Counter({
+    name: 'ftp_proxy_commands_refused_total',
+    help: 'Client commands the proxy refused itself: bounce (RFC 2577), malformed, after EPSV ALL, unsupported.',
+    labelNames: ['reason'],
+    registers,
+  })
 
   // Every labelled series exists at 0 from the start: a dashboard shows 0, not "no data".
   for (const reason of SESSION_REJECT_REASONS) sessionsRejected.inc({ reason }, 0)
@@ -136,6 +146,7 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
   for (const reason of FAILURE_REASONS) dataFailures.inc({ reason }, 0)
   for (const reason of CANCEL_REASONS) dataCancelled.inc({ reason }, 0)
   for (const direction of ['download', 'upload']) dataBytes.inc({ direction }, 0)
+  for (const reason of COMMAND_REFUSALS) commandsRefused.inc({ reason }, 0)
 
   return {
     registry,
@@ -153,6 +164,7 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
     dataTransferSeconds,
     poolSize,
     poolInUse,
+    commandsRefused,
     leaseEnded(outcome) {
       dataConnections.inc({ result: outcome.result })
       if (outcome.result === 'failed') dataFailures.inc({ reason: outcome.reason })

@@ -53,3 +53,41 @@ export const TRANSFER_VERBS: ReadonlySet<string> = new Set(['RETR', 'STOR', 'STO
 export function transferDirection(verb: string): 'download' | 'upload' {
   return verb === 'STOR' || verb === 'STOU' || verb === 'APPE' ? 'upload' : 'download'
 }
+
+/** The client's data address from PORT (RFC 959) or EPRT (RFC 2428); null when malformed. */
+export interface ActiveTarget {
+  readonly host: string
+  readonly port: number
+  readonly family: 4 | 6
+}
+
+/** `PORT h1,h2,h3,h4,p1,p2`: every value 0-255, digits only. */
+export function parsePort(arg: string): ActiveTarget | null {
+  const m = /^\s*(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})\s*$/.exec(arg)
+  if (m === null) return null
+  const n = m.slice(1, 7).map(Number)
+  if (n.some((v) => v > 255)) return null
+  const port = (n[4] as number) * 256 + (n[5] as number)
+  if (port === 0) return null
+  return { host: n.slice(0, 4).join('.'), port, family: 4 }
+}
+
+/** `EPRT <d>1<d>addr<d>port<d>` or protocol 2 for IPv6 (RFC 2428 2); the delimiter is 33-126. */
+export function parseEprt(arg: string): ActiveTarget | null {
+  const text = arg.trim()
+  const d = text.charCodeAt(0)
+  if (Number.isNaN(d) || d < 33 || d > 126) return null
+  const parts = text.split(text[0] as string)
+  // ['', proto, addr, port, '']
+  if (parts.length !== 5 || parts[0] !== '' || parts[4] !== '') return null
+  const [, proto, host, portText] = parts as [string, string, string, string, string]
+  if (proto !== '1' && proto !== '2') return null
+  if (!/^\d{1,5}$/.test(portText)) return null
+  const port = Number(portText)
+  if (port === 0 || port > 65535) return null
+  const family = proto === '1' ? 4 : 6
+  if (family === 4 && !/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) return null
+  if (family === 4 && host.split('.').some((o) => Number(o) > 255)) return null
+  if (family === 6 && (!host.includes(':') || !/^[0-9a-fA-F:.]+$/.test(host))) return null
+  return { host, port, family }
+}

@@ -6,13 +6,24 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Config } from '../config-types.js'
 import { LineTooLongError, ProxyError } from '../errors.js'
-import { addressClass, dataCandidates, isIPv4 } from '../net/address-policy.js'
+import { addressClass, dataCandidates, isIPv4, normalizeAddress } from '../net/address-policy.js'
 import type { PortLease, PortPool } from '../net/port-pool.js'
-import type { FailureReason, LeaseOutcome, ProxyMetrics } from '../observe/metrics.js'
-import { isAborWithoutLf, logSafe, parseCommand, TRANSFER_VERBS, transferDirection, type Command } from '../protocol/commands.js'
+import type { CommandRefusal, FailureReason, LeaseOutcome, ProxyMetrics } from '../observe/metrics.js'
+import {
+  isAborWithoutLf,
+  logSafe,
+  parseCommand,
+  parseEprt,
+  parsePort,
+  TRANSFER_VERBS,
+  transferDirection,
+  type ActiveTarget,
+  type Command,
+} from '../protocol/commands.js'
 import { LineFramer } from '../protocol/line-framer.js'
 import { format227, format229, parsePassiveReply, replyText, ReplyAssembler, type Reply } from '../protocol/replies.js'
-import { DataLease, DialError, dialFirst } from './data-relay.js'
+import type { Socket } from 'node:net'
+import { connectTo, DataLease, DialError, dialFirst } from './data-relay.js'
 import { hintFor } from './hints.js'
 
 /** What the proxy shares with every session. */
@@ -36,6 +47,7 @@ export interface SessionEndpoints {
   readonly upstreamPort: number
   /** The local address of the upstream control socket: data connections are dialled from it. */
   readonly upstreamLocalAddress: string
+  readonly upstreamFamily: 4 | 6
   readonly upstreamLocalPort: number
 }
 
@@ -44,6 +56,17 @@ interface PendingCommand {
   /** The lease a transfer command uses, and whether the server has sent its 1xx. */
   lease?: DataLease
   preliminary?: boolean
+  /**
+   * For a data-connection setup: what the client gets back. 227 after PASV, 229 after EPSV
+   * (whatever the server answered), or 'active' after PORT/EPRT turned into a passive request.
+   */
+  form?: 227 | 229 | 'active'
+  /** For PORT/EPRT: where the client listens. */
+  active?: ActiveTarget
+  /** An EPSV already retried as PASV toward a server without EPSV. */
+  retried?: boolean
+  /** A reply the proxy gives itself; sent when every earlier command has its reply. */
+  local?: Buffer
 }
 
 // Replies queued while a passive reply waits for a port or a connect; past this, the server leg
@@ -72,6 +95,8 @@ export class ControlSession {
   #draining = false
   #endQueued = false
   #greeted = false
+  #epsvAll = false
+  #serverNoEpsv = false
   #user: string | undefined
   #idleTimer: NodeJS.Timeout | null = null
   #closedLegs = 0
@@ -167,17 +192,59 @@ export class ControlSession {
     this.#armIdle()
     this.#log.debug({ cmd: logSafe(command) }, 'command')
     const entry: PendingCommand = { command }
+    const config = this.#ctx.config()
     switch (command.verb) {
       case 'USER':
         this.#user = command.arg
         break
       case 'ABOR': {
         // RFC 959 4.1.3: ABOR ends the transfer in progress. A server that reads no urgent data
-        // notices only when its data connection closes, so the proxy closes both legs first.
+        // notices only when its data connection closes, so the proxy closes both legs first,
+        // and sends a clean ABOR whatever Telnet bytes or lost LF came with it.
         for (const p of this.#pending) if (p.lease !== undefined) p.lease.cancel('aborted')
         this.#current?.cancel('aborted')
-        this.#pending.push(entry)
-        this.#writeUpstream(Buffer.from('ABOR\r\n'))
+        this.#forward(entry, Buffer.from('ABOR\r\n'))
+        return
+      }
+      case 'LPSV':
+      case 'LPRT':
+        // RFC 1639 long addresses: refused, so clients fall back to what the proxy rewrites.
+        return this.#refuse(entry, 'unsupported', `502 ${command.verb} is not supported by this proxy; use EPSV or PASV.`)
+      case 'PASV':
+        if (this.#epsvAll) return this.#refuse(entry, 'epsv_all', '503 PASV refused: EPSV ALL was sent, only EPSV is allowed (RFC 2428).')
+        entry.form = 227
+        this.#forward(entry, line)
+        return
+      case 'EPSV':
+        if (command.arg.trim().toUpperCase() === 'ALL') {
+          // RFC 2428 4: after EPSV ALL the client uses EPSV only; the proxy enforces that on
+          // the client side and stays free to drive the server with PASV if it must.
+          this.#epsvAll = true
+          this.#local(entry, '200 EPSV ALL command successful.')
+          return
+        }
+        entry.form = 229
+        // The protocol argument (1 or 2) names the client's side; toward the server the proxy
+        // uses its own control connection's family, or PASV for a server without EPSV.
+        this.#forward(entry, Buffer.from(this.#serverNoEpsv ? 'PASV\r\n' : 'EPSV\r\n'))
+        return
+      case 'PORT':
+      case 'EPRT': {
+        if (this.#epsvAll) return this.#refuse(entry, 'epsv_all', `503 ${command.verb} refused: EPSV ALL was sent, only EPSV is allowed (RFC 2428).`)
+        const target = command.verb === 'PORT' ? parsePort(command.arg) : parseEprt(command.arg)
+        if (target === null) return this.#refuse(entry, 'malformed', `501 Syntax error in ${command.verb} parameters.`)
+        // RFC 2577 4: a data connection only to the control client's own address, never to a
+        // privileged port (the FTP bounce attack).
+        if (normalizeAddress(target.host) !== this.#ep.clientAddress || target.port < 1024) {
+          return this.#refuse(entry, 'bounce', `504 ${command.verb} refused: the data address must be your own address and a port from 1024 up.`)
+        }
+        if (config.activeMode === 'deny') {
+          return this.#refuse(entry, 'unsupported', `502 Active mode is disabled on this proxy; use PASV or EPSV.`)
+        }
+        entry.form = 'active'
+        entry.active = target
+        // Active mode toward the client, passive toward the server: the proxy dials both.
+        this.#forward(entry, Buffer.from(this.#serverNoEpsv || this.#ep.upstreamFamily === 4 ? 'PASV\r\n' : 'EPSV\r\n'))
         return
       }
       default:
@@ -187,8 +254,33 @@ export class ControlSession {
           this.#current = null
         }
     }
+    this.#forward(entry, line)
+  }
+
+  #forward(entry: PendingCommand, bytes: Buffer): void {
     this.#pending.push(entry)
-    this.#writeUpstream(line)
+    this.#writeUpstream(bytes)
+  }
+
+  /** Answers a command without the server, counted by reason. */
+  #refuse(entry: PendingCommand, reason: CommandRefusal, text: string): void {
+    this.#ctx.metrics.commandsRefused.inc({ reason })
+    this.#log.info({ cmd: logSafe(entry.command), reason, reply: text }, 'command refused')
+    this.#local(entry, text)
+  }
+
+  /** Queues a reply of the proxy's own behind the replies to every earlier command. */
+  #local(entry: PendingCommand, text: string): void {
+    entry.local = Buffer.from(`${text}\r\n`)
+    this.#pending.push(entry)
+    if (this.#greeted && !this.#draining && this.#replies.length === 0) this.#flushLocal()
+  }
+
+  #flushLocal(): void {
+    for (let head = this.#pending[0]; head?.local !== undefined; head = this.#pending[0]) {
+      this.#pending.shift()
+      this.#client.write(head.local)
+    }
   }
 
   #writeUpstream(bytes: Buffer): void {
@@ -244,6 +336,7 @@ export class ControlSession {
         const bytes = out instanceof Promise ? await out : out
         if (this.#closed) break
         for (const b of bytes) if (!this.#client.write(b)) await waitDrain(this.#client)
+        if (this.#greeted) this.#flushLocal()
       }
     } finally {
       this.#draining = false
@@ -265,7 +358,20 @@ export class ControlSession {
     const entry = code < 200 ? this.#pending[0] : this.#pending.shift()
     if (code >= 200 && this.#pending.length < MAX_PENDING_COMMANDS) this.#resumeClient()
     this.#log.trace({ code }, 'reply')
-    if (code === 227 || code === 229) return this.#rewritePassive(reply, code, entry?.command)
+    if (code === 227 || code === 229) return this.#rewritePassive(reply, code, entry)
+    if (entry?.form === 229 && !entry.retried && code >= 500 && this.#pending.length === 0) {
+      // A server without EPSV (500/502): ask it with PASV and answer the client's EPSV with a
+      // 229 all the same. Only when nothing else is in flight, so replies keep their order.
+      this.#serverNoEpsv = true
+      entry.retried = true
+      this.#log.info({ code }, 'server refused EPSV; asking with PASV')
+      this.#forward(entry, Buffer.from('PASV\r\n'))
+      return []
+    }
+    if (entry?.form === 'active' && code >= 400) {
+      // The server refused the passive request made for the client's PORT/EPRT.
+      return [Buffer.from(`425 Can't open data connection: the FTP server refused passive mode (${code}).\r\n`)]
+    }
     const lease = entry?.lease
     if (lease === undefined) return reply.lines
     if (code < 200) {
@@ -293,12 +399,12 @@ export class ControlSession {
     return [Buffer.from('426 Connection closed; transfer aborted: the data connection to the client failed.\r\n')]
   }
 
-  async #rewritePassive(reply: Reply, code: 227 | 229, asked: Command | undefined): Promise<readonly Buffer[]> {
+  async #rewritePassive(reply: Reply, code: 227 | 229, entry: PendingCommand | undefined): Promise<readonly Buffer[]> {
     const config = this.#ctx.config()
     const metrics = this.#ctx.metrics
     // Answer in the form the client asked for: curl, ftplib and basic-ftp reject a 227 after
     // EPSV and a 229 after PASV, whatever the server sent.
-    const form: 227 | 229 = asked?.verb === 'PASV' ? 227 : asked?.verb === 'EPSV' ? 229 : code
+    const form: 227 | 229 | 'active' = entry?.form ?? code
     const serverText = replyText(reply)
     let endpoint
     try {
@@ -318,6 +424,8 @@ export class ControlSession {
 
     const advertise = config.advertiseAddress === 'auto' ? this.#ep.localAddress : config.advertiseAddress
     if (form === 227 && !isIPv4(advertise)) {
+      // RFC 959's 227 carries IPv4 only: an IPv6 client gets a 227 only when an IPv4 advertise
+      // address is configured.
       return [Buffer.from(`425 Can't open data connection: ${advertise} cannot be named in a 227 reply; use EPSV.\r\n`)]
     }
     const fail = (reason: FailureReason, text: string, extra: object): readonly Buffer[] => {
@@ -335,17 +443,20 @@ export class ControlSession {
       )
       return [Buffer.from(`425 Can't open data connection: ${text}.\r\n`)]
     }
-    let portLease: PortLease
-    try {
-      portLease = await this.#ctx.pool.lease(this.#ep.localAddress)
-    } catch (err) {
-      if (err instanceof ProxyError && err.code === 'POOL_EXHAUSTED') {
-        return fail('pool_exhausted', 'every passive port of the proxy is in use', {})
+    // Active mode toward the client needs no pool port: the proxy dials the client.
+    let portLease: PortLease | null = null
+    if (form !== 'active') {
+      try {
+        portLease = await this.#ctx.pool.lease(this.#ep.localAddress)
+      } catch (err) {
+        if (err instanceof ProxyError && err.code === 'POOL_EXHAUSTED') {
+          return fail('pool_exhausted', 'every passive port of the proxy is in use', {})
+        }
+        throw err
       }
-      throw err
     }
     if (this.#closed) {
-      portLease.release()
+      portLease?.release()
       return []
     }
     const candidates = dataCandidates(config.upstreamDataAddress, endpoint.host, this.#ep.upstreamAddress, this.#ctx.dataMemory.lastAnswered)
@@ -353,18 +464,30 @@ export class ControlSession {
     try {
       dialled = await dialFirst(candidates, endpoint.port, this.#ep.upstreamLocalAddress, config.connectTimeoutMs)
     } catch (err) {
-      portLease.release()
+      portLease?.release()
       if (!(err instanceof DialError)) throw err
       const tried = err.attempts.map((a) => `${a.host}:${a.port} ${a.error ?? ''}`.trim()).join(', ')
       return fail(err.reason, `the FTP server's data port did not answer (${tried})`, { targets: err.attempts })
     }
-    if (this.#closed) {
-      dialled.socket.destroy()
-      portLease.release()
-      return []
-    }
     this.#ctx.dataMemory.lastAnswered = dialled.candidate.host
     metrics.dataConnectSeconds.observe((dialled.attempts[dialled.attempts.length - 1]?.ms ?? 0) / 1000)
+    let clientLeg: Socket | null = null
+    if (form === 'active' && entry?.active !== undefined) {
+      const target = entry.active
+      try {
+        clientLeg = await connectTo(target.host, target.port, this.#ep.localAddress, config.connectTimeoutMs)
+      } catch (err) {
+        dialled.socket.destroy()
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+        return fail('client_timeout', `the proxy cannot connect to your data address ${target.host}:${target.port} (${code})`, { activeTarget: `${target.host}:${target.port}`, error: code })
+      }
+    }
+    if (this.#closed) {
+      dialled.socket.destroy()
+      clientLeg?.destroy()
+      portLease?.release()
+      return []
+    }
     const lease = new DataLease({
       id: this.#ctx.nextLeaseId(),
       port: portLease,
@@ -377,8 +500,14 @@ export class ControlSession {
     })
     this.#leases.add(lease)
     this.#current = lease
-    const out = form === 227 ? format227(advertise, lease.port) : format229(lease.port)
-    metrics.passiveReplies.inc({ reply: String(form) })
+    let out: string
+    if (clientLeg !== null) {
+      lease.startRelay(clientLeg)
+      out = `200 ${entry?.command.verb ?? 'PORT'} command successful.\r\n`
+    } else {
+      out = form === 227 ? format227(advertise, lease.port) : format229(lease.port)
+      metrics.passiveReplies.inc({ reply: String(form) })
+    }
     this.#log.info(
       {
         lease: lease.id,
@@ -388,6 +517,7 @@ export class ControlSession {
         dialled: `${dialled.candidate.host}:${endpoint.port}`,
         targets: dialled.attempts,
         toClient: out.trimEnd(),
+        ...(entry?.active === undefined ? {} : { activeTarget: `${entry.active.host}:${entry.active.port}` }),
       },
       'passive reply rewritten',
     )

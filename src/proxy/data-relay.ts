@@ -53,7 +53,7 @@ export async function dialFirst(
   for (const candidate of candidates) {
     const started = performance.now()
     try {
-      const socket = await dialOne(candidate.host, port, localAddress, timeoutMs)
+      const socket = await connectTo(candidate.host, port, localAddress, timeoutMs)
       attempts.push({ host: candidate.host, port, kind: candidate.kind, ms: performance.now() - started })
       return { socket, candidate, attempts }
     } catch (err) {
@@ -71,7 +71,8 @@ export async function dialFirst(
   throw new DialError(dialFailureReason(lastCode), attempts)
 }
 
-function dialOne(host: string, port: number, localAddress: string | undefined, timeoutMs: number): Promise<net.Socket> {
+/** One TCP connect within `timeoutMs`, from `localAddress` when it is of the target's family. */
+export function connectTo(host: string, port: number, localAddress: string | undefined, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const options: net.NetConnectOpts = { host, port, allowHalfOpen: true }
     // A local address of the other family cannot be bound for this target: let the kernel pick.
@@ -97,7 +98,8 @@ function dialOne(host: string, port: number, localAddress: string | undefined, t
 
 export interface DataLeaseOptions {
   readonly id: number
-  readonly port: PortLease
+  /** The pool port the client connects to; null in active mode, where the proxy dials the client. */
+  readonly port: PortLease | null
   readonly upstream: net.Socket
   /** The control client's IP: the only address allowed to connect (RFC 2577 port stealing). */
   readonly clientAddress: string
@@ -129,12 +131,12 @@ export class DataLease {
 
   constructor(opts: DataLeaseOptions) {
     this.id = opts.id
-    this.port = opts.port.port
+    this.port = opts.port?.port ?? 0
     this.#opts = opts
     this.#upstream = opts.upstream
-    opts.port.server.on('connection', (socket) => this.#onConnection(socket))
+    opts.port?.server.on('connection', (socket) => this.#onConnection(socket))
     // A listener error after bind (rare: EMFILE on accept) ends the lease; nothing to relay.
-    opts.port.server.on('error', (err) => {
+    opts.port?.server.on('error', (err) => {
       this.#error = err
       this.#settle({ result: 'failed', reason: 'reset' })
     })
@@ -225,6 +227,11 @@ export class DataLease {
       socket.destroy()
       return
     }
+    this.startRelay(socket)
+  }
+
+  /** Relays between the server leg and a client leg: accepted on the pool port, or dialled. */
+  startRelay(socket: net.Socket): void {
     if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
     this.#acceptTimer = null
     this.#client = socket
@@ -289,7 +296,7 @@ export class DataLease {
     this.#acceptTimer = null
     this.#client?.destroy()
     this.#upstream.destroy()
-    this.#opts.port.release()
+    this.#opts.port?.release()
     if (this.#client !== null) {
       const { download, upload } = this.bytes
       this.#opts.metrics.dataBytes.inc({ direction: 'download' }, download)

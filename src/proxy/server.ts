@@ -142,6 +142,7 @@ export class ProxyServer {
           upstreamAddress: normalizeAddress(upstream.remoteAddress ?? host),
           upstreamPort: upstream.remotePort ?? port,
           upstreamLocalAddress: normalizeAddress(upstream.localAddress ?? ''),
+          upstreamFamily: net.isIPv6(normalizeAddress(upstream.remoteAddress ?? '')) ? 6 : 4,
           upstreamLocalPort: upstream.localPort ?? 0,
         },
         this.#context,

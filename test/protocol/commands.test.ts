@@ -1,5 +1,5 @@
 import t from 'tap'
-import { isAborWithoutLf, logSafe, parseCommand } from '../../src/protocol/commands.js'
+import { isAborWithoutLf, logSafe, parseCommand, parseEprt, parsePort } from '../../src/protocol/commands.js'
 
 t.test('verb and argument', async (t) => {
   const table: Array<[Buffer | string, string, string]> = [
@@ -31,4 +31,14 @@ t.test('ABOR without its LF', async (t) => {
   t.ok(isAborWithoutLf(Buffer.from([0xff, 0xf4, 0xff, ...Buffer.from('ABOR\r')])))
   t.notOk(isAborWithoutLf(Buffer.from('STOR ABOR\r')))
   t.notOk(isAborWithoutLf(Buffer.from('LIST\r')))
+})
+
+t.test('PORT and EPRT', async (t) => {
+  t.same(parsePort('127,0,0,1,117,48'), { host: '127.0.0.1', port: 30000, family: 4 })
+  t.same(parseEprt('|1|127.0.0.1|30000|'), { host: '127.0.0.1', port: 30000, family: 4 })
+  t.same(parseEprt('!2!::1!30001!'), { host: '::1', port: 30001, family: 6 })
+  const badPort = ['127,0,0,1,117', '127,0,0,1,256,0', '127,0,0,1,0,0', '-1,0,0,1,1,1', 'a,b,c,d,e,f', '', '127,0,0,1,1,1,1']
+  for (const a of badPort) t.equal(parsePort(a), null, `PORT ${a}`)
+  const badEprt = ['|3|127.0.0.1|30000|', '|1|::1|30000|', '|2|127.0.0.1|30000|', '|1|127.0.0.1|0|', '|1|127.0.0.1|70000|', '|1|127.0.0.1|30000', '1|127.0.0.1|30000|', '|1|300.0.0.1|30000|', ' ', '|1|127.0.0.1|3x|']
+  for (const a of badEprt) t.equal(parseEprt(a), null, `EPRT ${a}`)
 })
