@@ -5,8 +5,11 @@
 // across systemd, Docker, compose and Kubernetes. No network: promtool and systemd-analyze read
 // files only.
 
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import { createServer as createTcpServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -299,6 +302,136 @@ t.test('promtool parses every dashboard expression', async (t) => {
   const bad = join(dir, 'bad.rules.yml')
   writeFileSync(bad, JSON.stringify({ groups: [{ name: 'bad', rules: [{ record: 'x:y', expr: 'sum(rate(x[1m])' }] }] }))
   t.not(promtool('check', 'rules', bad).status, 0, 'an unbalanced parenthesis fails')
+})
+
+/** A free loopback port: bound, read and closed. Prometheus cannot report a port 0 back. */
+async function freePort(): Promise<number> {
+  const s = createTcpServer().listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const port = (s.address() as { port: number }).port
+  s.close()
+  await once(s, 'close')
+  return port
+}
+
+async function poll<T>(what: string, deadline: number, probe: () => Promise<T | undefined>): Promise<T> {
+  for (;;) {
+    const v = await probe().catch(() => undefined)
+    if (v !== undefined) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 250))
+  }
+}
+
+// A real Prometheus (Debian package, as promtool) loads prometheus.yml with alerts.yml, scrapes the
+// proxy's own metric registry, and answers every dashboard query with data: this catches what a
+// parser cannot, such as a label value the proxy never exports (an empty answer).
+t.test('a real Prometheus answers every dashboard query from the proxy\'s metrics', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ftp-proxy-prometheus-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+
+  // The proxy's registry, with some of everything happening while Prometheus scrapes.
+  const m = createMetrics({ version: 'deploy-test' })
+  m.poolSize.set(100)
+  m.sessionsActive.set(2)
+  const activity = (): void => {
+    m.sessionsTotal.inc()
+    m.poolInUse.set(5 + Math.floor(Math.random() * 5))
+    m.leaseEnded({ result: 'ok' })
+    m.leaseEnded({ result: 'failed', reason: 'upstream_refused' })
+    m.leaseEnded({ result: 'cancelled', reason: 'replaced' })
+    m.advertised('private', false)
+    m.passiveReplies.inc({ reply: '227' })
+    m.dataBytes.inc({ direction: 'download' }, 65536)
+    m.dataConnectSeconds.observe(0.02)
+    m.dataTransferSeconds.observe(1.5)
+  }
+  activity()
+  const timer = setInterval(activity, 200)
+  t.teardown(() => clearInterval(timer))
+  const metricsServer: Server = createServer((_req, res) => {
+    void m.registry.metrics().then((body) => {
+      res.setHeader('content-type', m.registry.contentType)
+      res.end(body)
+    })
+  }).listen(0, '127.0.0.1')
+  await once(metricsServer, 'listening')
+  t.teardown(() => metricsServer.close())
+  const target = `127.0.0.1:${(metricsServer.address() as { port: number }).port}`
+
+  // deploy/prometheus/prometheus.yml with the test's target, a 1 s interval to be quick, and the
+  // rule file by absolute path (the copy lives in a temp directory).
+  const config = parseYaml(read('deploy/prometheus/prometheus.yml')) as {
+    global: Record<string, string>
+    rule_files: string[]
+    scrape_configs: { static_configs: { targets: string[] }[] }[]
+  }
+  config.global['scrape_interval'] = '1s'
+  config.global['evaluation_interval'] = '1s'
+  config.rule_files = config.rule_files.map((f) => path(join('deploy/prometheus', f)))
+  for (const job of config.scrape_configs) for (const sc of job.static_configs) sc.targets = [target]
+  writeFileSync(join(dir, 'prometheus.yml'), JSON.stringify(config))
+
+  const port = await freePort()
+  let log = ''
+  const prometheus = spawn(
+    'prometheus',
+    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  prometheus.stdout.on('data', (d: Buffer) => (log += d.toString()))
+  prometheus.stderr.on('data', (d: Buffer) => (log += d.toString()))
+  const spawned = await Promise.race([once(prometheus, 'spawn').then(() => null), once(prometheus, 'error').then(([e]) => e as Error)])
+  if (spawned !== null) throw new Error(`prometheus cannot start (${spawned.message}): ${PROMTOOL_HINT}`)
+  t.teardown(async () => {
+    if (prometheus.exitCode === null) {
+      prometheus.kill('SIGTERM')
+      await once(prometheus, 'exit')
+    }
+  })
+  const api = `http://127.0.0.1:${port}/api/v1`
+  const query = async (expr: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> => {
+    const res = await fetch(`${api}/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(5000) })
+    const body = (await res.json()) as { status: string; error?: string; data?: { result: { metric: Record<string, string>; value: [number, string] }[] } }
+    if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`)
+    return body.data?.result ?? []
+  }
+
+  // Ready once every rule loaded and a handful of scrapes give rates and quantiles samples to use.
+  const deadline = Date.now() + 60_000
+  await poll('the first scrapes', deadline, async () => {
+    const r = await query(`count_over_time(up{job="ftp-pasv-proxy"}[1m])`)
+    return Number(r[0]?.value[1]) >= 5 ? true : undefined
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}; prometheus log:\n${log}`)
+  })
+
+  const rules = (await (await fetch(`${api}/rules`)).json()) as { data: { groups: { rules: { name: string; health: string }[] }[] } }
+  const loaded = rules.data.groups.flatMap((g) => g.rules)
+  t.equal(loaded.length, alertRules.length, 'every alert rule loaded')
+  t.ok(loaded.every((r) => r.health !== 'err'), 'every rule evaluates')
+
+  // Grafana's variables as Grafana would fill them for this target; $__rate_interval as four
+  // scrape intervals.
+  const fill = (expr: string): string =>
+    expr.replaceAll('$__rate_interval', '4s').replaceAll('$job', 'ftp-pasv-proxy').replaceAll('$instance', target)
+  for (const v of dashboard.templating.list) {
+    if (v.type !== 'query') continue
+    const q = typeof v.query === 'string' ? v.query : v.query.query
+    const [, selector, label] = /^label_values\((.*),\s*(\w+)\)$/.exec(q) ?? []
+    const res = await fetch(`${api}/label/${label}/values?match[]=${encodeURIComponent(fill(selector ?? ''))}`)
+    const values = ((await res.json()) as { data: string[] }).data
+    t.same(values, [v.name === 'job' ? 'ftp-pasv-proxy' : target], `variable ${v.name}`)
+  }
+  for (const p of dashboard.panels) {
+    for (const target of p.targets ?? []) {
+      const result = await query(fill(target.expr ?? ''))
+      t.ok(
+        result.length > 0 && result.some((s) => Number.isFinite(Number(s.value[1]))),
+        `panel "${p.title}" ${target.refId}: a number (${JSON.stringify(result.map((s) => s.value[1]))})`,
+      )
+    }
+  }
 })
 
 t.test('systemd-analyze verifies the unit', async (t) => {
