@@ -39,7 +39,7 @@ const COLORS = {
 // One line per failure reason (src/observe/metrics.ts FAILURE_REASONS), with what to do about it.
 // Markdown: Grafana renders panel descriptions as Markdown in the (i) tooltip.
 const REASON_HELP = [
-  "- **upstream_refused**: the server advertised a data address that refuses the proxy's connection, usually an address that is not the server's own (the PRODFTP case). Fix the server: vsftpd `pasv_address`, ProFTPD `MasqueradeAddress`, pure-ftpd `-P`; or start the proxy with `--upstream-data-address control`.",
+  "- **upstream_refused**: the server advertised a data address that refuses the proxy's connection, usually an address that is not the server's own, such as a private address from behind NAT. Fix the server: vsftpd `pasv_address`, ProFTPD `MasqueradeAddress`, pure-ftpd `-P`; or start the proxy with `--upstream-data-address control`.",
   "- **upstream_timeout**: connects to the server's data address time out: a firewall drops the server's passive port range, or the address is blackholed. Open the range (vsftpd `pasv_min_port`/`pasv_max_port`, ProFTPD `PassivePorts`, pure-ftpd `-p`) from the proxy to the server.",
   "- **upstream_unreachable**: the proxy has no route to the advertised address. Fix the advertised address (settings above) or run the proxy where it can reach it.",
   "- **client_timeout**: the client got the proxy's passive reply but never connected: open the proxy's `--passive-ports` range to the clients; behind NAT, set `--advertise-address`.",
@@ -173,7 +173,7 @@ const panels = [
     description:
       'Share of data-connection setups in the last hour that worked: ok / (ok + failed). ' +
       'Cancelled setups (client sent another PASV, ABOR, or closed) are left out: they are not faults. ' +
-      '100% is healthy; the PRODFTP fault shows as 0%. Below 99%, read the failure reasons below.',
+      '100% is healthy; a server that advertises an unreachable address on every PASV shows as 0%. Below 99%, read the failure reasons below.',
     targets: [
       target(
         `sum(increase(ftp_proxy_data_connections_total{${SEL}, result="ok"}[1h])) / sum(increase(ftp_proxy_data_connections_total{${SEL}, result=~"ok|failed"}[1h]))`,
@@ -190,9 +190,9 @@ const panels = [
   stat({
     title: "Advertised addresses not the server's own (last hour)",
     description:
-      "Passive replies in the last hour in which the FTP server named a data address that differs from the address the proxy reached it at: the server's NAT or passive-address setting is wrong (the PRODFTP case). " +
+      "Passive replies in the last hour in which the FTP server named a data address that differs from the address the proxy reached it at: the server's NAT or passive-address setting is wrong. " +
       'The proxy bridges them, so clients still work; clients that bypass the proxy fail. ' +
-      'A private address alone is fine (DEVFTP advertises its own private address and works). ' +
+      'A private address alone is fine: a server on a private network that advertises its own private address works. ' +
       'Network team: this is the panel to watch drop to 0 while NAT is fixed. Server settings: vsftpd `pasv_address`, ProFTPD `MasqueradeAddress`, pure-ftpd `-P`.',
     targets: [target(`sum(increase(ftp_proxy_advertised_address_total{${SEL}, matches_control="false"}[1h]))`, 'differs')],
     gridPos: statAt(2),
