@@ -1,11 +1,12 @@
 // runDiagnose end to end against the scriptable server double (src/demo/ftp-server.ts) and
 // small scripted control ports: a 227 address that differs from the control address but is
 // reachable (exit 0, noted), usage errors and a server that is not listening (exit 2), and the
-// network paths of the other findings. Ports: 23102-23109 and 23199 (nothing listens there).
+// network paths of the other findings. Ports: 23102-23109, 23130-23139 and 23199 (nothing
+// listens there); the double's data listeners take ephemeral ports (it binds them on port 0).
 import t from 'tap'
 import { startFtpServer, type FtpServerOptions } from '../../src/demo/ftp-server.js'
 import type { DiagnoseReport } from '../../src/diagnose/report.js'
-import { diagnose, startForwarder, startScripted, undocumented } from './lib.js'
+import { diagnose, startForwarder, startScripted, undocumented } from './fixtures/helpers.js'
 
 t.setTimeout(60_000)
 
@@ -118,4 +119,117 @@ t.test('the same path with EPSV offered: its port does not answer at the control
   t.match(rep.epsv.probes, [{ kind: 'control', host: '127.0.0.1', port: rep.epsv.advertised?.port, ok: false, error: 'ECONNREFUSED' }])
   t.match(rep.verdict, { healthy: false, fault: 'epsv_port_unreachable' })
   t.match(rep.verdict.notes[0], /^The 227 names 127\.0\.0\.2/)
+})
+
+t.test('each finding over the network, as the verdict names it', async (t) => {
+  const cases: Array<{ name: string; port: number; options: FtpServerOptions; path?: string; exit: number; fault: string; check?: (r: DiagnoseReport) => void }> = [
+    {
+      name: 'a 227 with an octet over 255',
+      port: 23130,
+      options: { pasvReply: () => '227 Entering Passive Mode (999,0,0,1,4,1).' },
+      exit: 1,
+      fault: 'bad_passive_reply',
+      check: (r) => t.match(r.pasv, { status: 'bad_reply', code: 227, error: /value over 255/, probes: [] }),
+    },
+    {
+      name: 'a data port where nothing listens',
+      port: 23131,
+      options: { dataListen: 'never' },
+      exit: 1,
+      fault: 'data_port_unreachable',
+      check: (r) => t.match(r.pasv.probes, [{ kind: 'advertised', host: '127.0.0.1', ok: false, error: 'ECONNREFUSED' }]),
+    },
+    {
+      name: 'a 227 naming 0.0.0.0 is not dialled',
+      port: 23132,
+      options: { advertiseAddress: '0.0.0.0' },
+      exit: 1,
+      fault: 'advertised_unreachable',
+      check: (r) => {
+        t.match(r.pasv, { class: 'unspecified', matchesControl: false })
+        t.match(r.pasv.probes, [
+          { kind: 'advertised', host: '0.0.0.0', ok: false, ms: 0, error: 'not dialled: the unspecified address names no host' },
+          { kind: 'control', host: '127.0.0.1', ok: true, listing: { ok: true } },
+        ])
+      },
+    },
+    {
+      name: 'the fresh PASV for the second probe is refused',
+      port: 23133,
+      options: (() => {
+        let n = 0
+        const first = (real: { port: number }): string => `227 Entering Passive Mode (127,0,0,99,${real.port >> 8},${real.port & 255}).`
+        return { pasvReply: (real) => (n++ === 0 ? first(real) : '425 Cannot open passive connection.') }
+      })(),
+      exit: 1,
+      fault: 'data_port_unreachable',
+      check: (r) =>
+        t.match(r.pasv.probes, [
+          { kind: 'advertised', host: '127.0.0.99', ok: false },
+          { kind: 'control', ok: false, error: 'a fresh PASV for this probe failed: 425 Cannot open passive connection.' },
+        ]),
+    },
+    {
+      name: 'LIST of a directory that does not exist',
+      port: 23134,
+      options: {},
+      path: '/nowhere',
+      exit: 1,
+      fault: 'listing_failed',
+      check: (r) =>
+        t.match(r.pasv.probes, [{ ok: true, listing: { ok: false, bytes: 0, reply: '550 No such file or directory.', error: 'LIST was refused' } }]),
+    },
+  ]
+  for (const c of cases) {
+    const d = await double({ port: c.port, ...c.options })
+    const r = await diagnose(`${d.url}${c.path ?? ''}`, '--json')
+    t.equal(r.code, c.exit, `${c.name}: exit`)
+    const rep = report(r.stdout)
+    t.equal(rep.verdict.fault, c.fault, `${c.name}: fault`)
+    c.check?.(rep)
+  }
+})
+
+t.test('a server that accepts but never greets: exit 2 after the timeout', async (t) => {
+  const silent = await startScripted(23104, null, () => {})
+  t.teardown(() => silent.close())
+  const r = await diagnose('ftp://127.0.0.1:23104', '--json', '--timeout', '300ms')
+  t.equal(r.code, 2)
+  t.match(report(r.stdout), {
+    control: { ok: true, peer: '127.0.0.1', greeting: null },
+    login: { ok: false, reply: null, error: 'no reply within 300 ms' },
+    verdict: { fault: 'login_failed' },
+  })
+  t.match(r.stderr, /did not open a session: no reply \(no reply within 300 ms\)/)
+})
+
+t.test('login refused, or the session turned away: exit 2', async (t) => {
+  const refusing = await startScripted(23105, '220 hi', (line, s) => {
+    s.write(line.startsWith('USER') ? '331 Password?\r\n' : line.startsWith('PASS') ? '530 Login incorrect.\r\n' : '221 Bye.\r\n')
+  })
+  t.teardown(() => refusing.close())
+  const busy = await startScripted(23108, '421 Too many users, try later.', () => {})
+  t.teardown(() => busy.close())
+  const r = await diagnose('ftp://bob:hunter2@127.0.0.1:23105')
+  t.equal(r.code, 2)
+  t.match(r.stdout, /^ {2}login {4}530 Login incorrect\.$/m)
+  t.match(r.stderr, /did not accept the login as "bob": "530 Login incorrect\."/)
+  t.notMatch(r.stdout + r.stderr, /hunter2/)
+  const b = await diagnose('ftp://127.0.0.1:23108')
+  t.equal(b.code, 2)
+  t.match(b.stderr, /did not open a session: "421 Too many users, try later\."/)
+})
+
+t.test('the server drops the session on PASV', async (t) => {
+  const dropping = await startScripted(23109, '220 hi', (line, s) => {
+    if (line === 'PASV') s.destroy()
+    else s.write('230 Welcome.\r\n')
+  })
+  t.teardown(() => dropping.close())
+  const r = await diagnose('ftp://127.0.0.1:23109', '--json')
+  t.equal(r.code, 1)
+  const rep = report(r.stdout)
+  t.match(rep.pasv, { status: 'no_reply', reply: null, error: 'the server closed the control connection' })
+  t.match(rep.epsv, { status: 'no_reply', error: 'the server closed the control connection' })
+  t.equal(rep.verdict.fault, 'no_passive_reply')
 })

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import type { DiagnoseReport } from '../../src/diagnose/report.js'
 import { startVsftpd, type FtpServer } from '../e2e/lib/servers.js'
-import { diagnose, undocumented } from './lib.js'
+import { diagnose, undocumented } from './fixtures/helpers.js'
 
 t.setTimeout(90_000)
 
@@ -78,8 +78,8 @@ t.test('--json, field by field, against the vsftpd that advertises 127.0.0.99', 
   t.match(advertised, { kind: 'advertised', host: '127.0.0.99', port, ok: false, error: 'ECONNREFUSED' })
   t.same(Object.keys(control ?? {}).sort(), ['host', 'kind', 'listing', 'ms', 'ok', 'port'])
   t.match(control, { kind: 'control', host: '127.0.0.1', ok: true })
+  // vsftpd picks a random free port of its range for each PASV: the fresh one may equal the first.
   t.ok(inRange(23110, 23119)(control?.port), 'a fresh PASV port for the control probe')
-  t.not(control?.port, port, 'not the port already dialled')
   const listing = control?.listing
   t.same(Object.keys(listing ?? {}).sort(), ['bytes', 'lines', 'ms', 'ok', 'reply'])
   t.match(listing, { ok: true, lines: 3, reply: '226 Directory send OK.' })
