@@ -18,7 +18,7 @@ die() { echo "install-deps: $*" >&2; exit 1; }
 
 # The tools the tests run, installed with apt (no recommends: prometheus would pull in exporters).
 # util-linux (essential anyway) has setpriv, which gives each test server a parent-death signal.
-apt_pkgs=(curl wget lftp python3 iproute2 nftables prometheus openssl perl util-linux)
+apt_pkgs=(curl wget lftp python3 iproute2 nftables prometheus openssl perl util-linux systemd)
 
 # Cache dir name -> the Debian packages unpacked into it. proftpd-core holds the proftpd binary,
 # ftpasswd and the modules dir (usr/lib/proftpd); mod-crypto adds mod_tls.so, which

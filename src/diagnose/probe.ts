@@ -8,7 +8,7 @@ import { BadPassiveReplyError } from '../errors.js'
 import { addressClass, dataCandidates, normalizeAddress, type DataCandidate } from '../net/address-policy.js'
 import { LineFramer } from '../protocol/line-framer.js'
 import { parsePassiveReply, replyText, ReplyAssembler, type PassiveEndpoint, type Reply } from '../protocol/replies.js'
-import { DialError, dialFirst } from '../proxy/data-relay.js'
+import { connectTo } from '../proxy/data-relay.js'
 import type { DiagnoseOptions } from './args.js'
 import type { ControlFindings, Findings, Listing, LoginFindings, PassiveFindings, Probe } from './report.js'
 
@@ -34,7 +34,7 @@ export async function gatherFindings(options: DiagnoseOptions): Promise<Findings
   try {
     control = await Control.open(options.host, options.port, options.timeoutMs)
   } catch (err) {
-    return findings({ ok: false, peer: null, ms: since(started), greeting: null, error: dialErrorText(err) })
+    return findings({ ok: false, peer: null, ms: since(started), greeting: null, error: connectErrorText(err) })
   }
   // QUIT only in a session the server opened with a 220: after a 421 (or nothing) there is
   // nothing to end, and the QUIT would wait out the timeout for a reply that never comes.
@@ -151,9 +151,9 @@ async function probe(control: Control, candidate: DataCandidate, port: number, o
   try {
     // From the control connection's local address, as the proxy does: vsftpd refuses a data
     // connection from another IP than the control connection's (pasv_promiscuous=NO).
-    socket = (await dialFirst([candidate], port, control.localAddress, options.timeoutMs)).socket
+    socket = await connectTo(candidate.host, port, control.localAddress, options.timeoutMs)
   } catch (err) {
-    return { ...candidate, port, ok: false, error: dialErrorText(err), ms: since(started) }
+    return { ...candidate, port, ok: false, error: connectErrorText(err), ms: since(started) }
   }
   const ms = since(started)
   return { ...candidate, port, ok: true, ms, listing: await list(control, socket, options) }
@@ -236,15 +236,14 @@ class Control {
     this.peer = normalizeAddress(socket.remoteAddress ?? '')
     this.localAddress = socket.localAddress
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
-    // dialFirst opens sockets with allowHalfOpen: the server's FIN ends the conversation.
+    // connectTo opens sockets with allowHalfOpen: the server's FIN ends the conversation.
     socket.on('end', () => socket.destroy())
     socket.on('error', (err) => this.#fail(err))
     socket.on('close', () => this.#fail(new Error('the server closed the control connection')))
   }
 
   static async open(host: string, port: number, timeoutMs: number): Promise<Control> {
-    const { socket } = await dialFirst([{ kind: 'control', host }], port, undefined, timeoutMs)
-    return new Control(socket, timeoutMs)
+    return new Control(await connectTo(host, port, undefined, timeoutMs), timeoutMs)
   }
 
   command(line: string): Promise<Reply> {
@@ -312,10 +311,9 @@ class Control {
   }
 }
 
-/** A dial failure as its Node error code (ECONNREFUSED, ETIMEDOUT, ...). */
-function dialErrorText(err: unknown): string {
-  if (err instanceof DialError) return err.attempts[err.attempts.length - 1]?.error ?? err.message
-  return messageOf(err)
+/** A connect failure as its Node error code (ECONNREFUSED, ETIMEDOUT, ...). */
+function connectErrorText(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? messageOf(err)
 }
 
 function messageOf(err: unknown): string {
