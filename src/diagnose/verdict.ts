@@ -134,7 +134,7 @@ function assessOk(m: PassiveFindings, peer: string, target: string): Assessment 
         `The server advertises ${host} in its 227 reply, ${cls} that differs from the address this connection reached it at (${peer}), ` +
         `and ${host} is not reachable from here (${why}), while ${peer} answers at the data port and a listing over it works. ` +
         'The server puts an address in the 227 that only its own network can reach (an internal address behind NAT, or a wrong setting), ' +
-        'so clients that honour the 227 (wget, python ftplib, PRODFTP\'s client) cannot open a data connection.',
+        'so clients that honour the 227 (wget; curl --no-ftp-skip-pasv-ip; python ftplib with trust_server_pasv_ipv4_address) cannot open a data connection.',
       fix: [
         `vsftpd: pasv_address=${peer} and pasv_addr_resolve=NO`,
         `ProFTPD: MasqueradeAddress ${peer}`,
@@ -179,7 +179,7 @@ function notesFor(f: Findings, peer: string, pasv: Assessment, epsv: Assessment)
     const control = f.pasv.probes.find((p) => p.kind === 'control')
     if (control !== undefined && !(control.ok && control.listing?.ok === true)) {
       notes.push(
-        `The control address ${peer} does not serve the 227's data port (${probeOutcome(control)}): clients that ignore the 227 address and dial the control address instead (curl does by default) fail in PASV mode.`,
+        `The control address ${peer} does not serve the 227's data port (${probeOutcome(control)}): clients that ignore the 227 address and dial the control address instead (curl and python ftplib do by default) fail in PASV mode.`,
       )
     }
   }
