@@ -33,6 +33,13 @@ export interface Config {
   readonly idleTimeoutMs: number
   /** Milliseconds SIGTERM/SIGINT waits for running transfers before closing them (--shutdown-grace). */
   readonly shutdownGraceMs: number
+  /** Milliseconds to wait for the server's greeting after the control connect (--greeting-timeout). */
+  readonly greetingTimeoutMs: number
+  /** Sessions at once, in total and per client IP (--max-sessions, --max-sessions-per-client). */
+  readonly maxSessions: number
+  readonly maxSessionsPerClient: number
+  /** CIDRs whose clients are served; empty = everyone (--allow-clients). */
+  readonly allowClients: readonly string[]
   /** Longest control line in bytes, LF included (--max-line-length). */
   readonly maxLineBytes: number
   readonly logLevel: LogLevel

@@ -48,6 +48,11 @@ export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
   dataAcceptTimeoutMs: 30_000, // ms, a leased pool port waits this long for the client
   idleTimeoutMs: 900_000, // ms = 15 min without commands while no transfer runs
   shutdownGraceMs: 30_000, // ms, running transfers may finish after SIGTERM/SIGINT
+  greetingTimeoutMs: 30_000, // ms, a server that accepts but never greets
+  // Sessions at once. Behind NAT many clients share one IP, so the per-IP limit is generous.
+  maxSessions: 2000,
+  maxSessionsPerClient: 200,
+  allowClients: [], // CIDRs; empty = every client
   maxLineBytes: 8192, // bytes per control line, LF included
   logLevel: 'info',
   // Prometheus metrics, /healthz and /readyz; loopback only by default. 9464 is the port
@@ -129,6 +134,34 @@ const SETTINGS = [
     env: 'FTP_PROXY_SHUTDOWN_GRACE',
     arg: 'DURATION',
     help: 'On SIGTERM/SIGINT, how long running transfers may go on before they are closed.',
+  },
+  {
+    key: 'greetingTimeout',
+    flag: 'greeting-timeout',
+    env: 'FTP_PROXY_GREETING_TIMEOUT',
+    arg: 'DURATION',
+    help: "How long to wait for the server's greeting before the client gets a 421.",
+  },
+  {
+    key: 'maxSessions',
+    flag: 'max-sessions',
+    env: 'FTP_PROXY_MAX_SESSIONS',
+    arg: 'N',
+    help: 'Sessions at once; past it a client gets 421.',
+  },
+  {
+    key: 'maxSessionsPerClient',
+    flag: 'max-sessions-per-client',
+    env: 'FTP_PROXY_MAX_SESSIONS_PER_CLIENT',
+    arg: 'N',
+    help: 'Sessions at once from one client IP (clients behind one NAT share it).',
+  },
+  {
+    key: 'allowClients',
+    flag: 'allow-clients',
+    env: 'FTP_PROXY_ALLOW_CLIENTS',
+    arg: 'CIDR,...',
+    help: 'Only clients in these networks are served (IPv4 and IPv6); others get 421 before anything reaches the server. Empty = everyone.',
   },
   {
     key: 'maxLineLength',
@@ -226,6 +259,10 @@ export function loadConfig(
     dataAcceptTimeoutMs: setting('dataAcceptTimeout', parseDuration, DEFAULTS.dataAcceptTimeoutMs),
     idleTimeoutMs: setting('idleTimeout', parseDuration, DEFAULTS.idleTimeoutMs),
     shutdownGraceMs: setting('shutdownGrace', parseDuration, DEFAULTS.shutdownGraceMs),
+    greetingTimeoutMs: setting('greetingTimeout', parseDuration, DEFAULTS.greetingTimeoutMs),
+    maxSessions: setting('maxSessions', parseCount, DEFAULTS.maxSessions),
+    maxSessionsPerClient: setting('maxSessionsPerClient', parseCount, DEFAULTS.maxSessionsPerClient),
+    allowClients: setting('allowClients', parseCidrs, DEFAULTS.allowClients),
     maxLineBytes: setting('maxLineLength', parseLineLength, DEFAULTS.maxLineBytes),
     logLevel: setting('logLevel', (r) => parseChoice(r, LOG_LEVELS), DEFAULTS.logLevel),
     metricsListen: setting('metricsListen', parseMetricsListen, DEFAULTS.metricsListen),
@@ -493,6 +530,32 @@ function parseLineLength(r: Raw): number {
   return n
 }
 
+/** A whole number from 1 to 1,000,000: a limit on sessions. */
+function parseCount(r: Raw): number {
+  const n = typeof r.value === 'string' && /^\d+$/.test(r.value) ? Number(r.value) : r.value
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1_000_000) {
+    throw fail(r.origin, `${describe(r.value)} is not a whole number from 1 to 1000000`)
+  }
+  return n
+}
+
+/** `10.0.0.0/8,2001:db8::/32`, a list in a file, or empty for everyone; checked with ipaddr.js. */
+function parseCidrs(r: Raw): readonly string[] {
+  const items = typeof r.value === 'string' ? r.value.split(',') : r.value
+  if (!Array.isArray(items) || !items.every((i): i is string => typeof i === 'string')) {
+    throw fail(r.origin, `expected CIDR,... or a list of CIDRs, got ${describe(r.value)}`)
+  }
+  const cidrs = items.map((i) => i.trim()).filter((i) => i !== '')
+  for (const cidr of cidrs) {
+    try {
+      ipaddr.parseCIDR(cidr)
+    } catch {
+      throw fail(r.origin, `${JSON.stringify(cidr)} is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32`)
+    }
+  }
+  return cidrs
+}
+
 // A pool port that is also a listen port could never be bound by the pool (or vice versa).
 function checkPoolAgainstListen(config: Config): void {
   const { min, max } = config.passivePorts
@@ -584,6 +647,14 @@ function defaultText(key: SettingKey): string {
       return formatDuration(d.idleTimeoutMs)
     case 'shutdownGrace':
       return formatDuration(d.shutdownGraceMs)
+    case 'greetingTimeout':
+      return formatDuration(d.greetingTimeoutMs)
+    case 'maxSessions':
+      return String(d.maxSessions)
+    case 'maxSessionsPerClient':
+      return String(d.maxSessionsPerClient)
+    case 'allowClients':
+      return d.allowClients.length === 0 ? 'everyone' : d.allowClients.join(',')
     case 'maxLineLength':
       return String(d.maxLineBytes)
     case 'config':

@@ -71,6 +71,19 @@ async function runProxy(argv: string[]): Promise<number> {
     }
     process.on('SIGTERM', stop)
     process.on('SIGINT', stop)
+    // SIGHUP: re-read flags, environment and the config file; the running config stays when
+    // the new one is invalid. Running sessions and transfers are untouched.
+    process.on('SIGHUP', () => {
+      let result: { ok: true } | { ok: false; reason: string }
+      try {
+        result = proxy.reload(loadConfig(argv, process.env))
+      } catch (err) {
+        result = { ok: false, reason: err instanceof Error ? err.message : String(err) }
+      }
+      proxy.metrics.configReloads.inc({ result: result.ok ? 'ok' : 'rejected' })
+      if (result.ok) logger.info({ config: proxy.config.configFile }, 'config reloaded')
+      else logger.error({ config: proxy.config.configFile, error: result.reason }, 'config reload rejected; the running config stays')
+    })
   })
 }
 

@@ -22,7 +22,7 @@ export type CancelReason = (typeof CANCEL_REASONS)[number]
 export const COMMAND_REFUSALS = ['bounce', 'malformed', 'epsv_all', 'unsupported'] as const
 export type CommandRefusal = (typeof COMMAND_REFUSALS)[number]
 
-export const SESSION_REJECT_REASONS = ['upstream_unreachable'] as const
+export const SESSION_REJECT_REASONS = ['upstream_unreachable', 'limit', 'acl'] as const
 export type SessionRejectReason = (typeof SESSION_REJECT_REASONS)[number]
 
 export type LeaseOutcome =
@@ -49,6 +49,7 @@ export interface ProxyMetrics {
   readonly poolSize: client.Gauge
   readonly poolInUse: client.Gauge
   readonly commandsRefused: client.Counter<'reason'>
+  readonly configReloads: client.Counter<'result'>
   leaseEnded(outcome: LeaseOutcome): void
   advertised(cls: AddressClass, matchesControl: boolean): void
 }
@@ -147,6 +148,13 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
   for (const reason of CANCEL_REASONS) dataCancelled.inc({ reason }, 0)
   for (const direction of ['download', 'upload']) dataBytes.inc({ direction }, 0)
   for (const reason of COMMAND_REFUSALS) commandsRefused.inc({ reason }, 0)
+  const configReloads = new client.Counter({
+    name: 'ftp_proxy_config_reloads_total',
+    help: 'Config reloads on SIGHUP: ok, or rejected (the running config stays).',
+    labelNames: ['result'],
+    registers,
+  })
+  for (const result of ['ok', 'rejected']) configReloads.inc({ result }, 0)
 
   return {
     registry,
@@ -165,6 +173,7 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
     poolSize,
     poolInUse,
     commandsRefused,
+    configReloads,
     leaseEnded(outcome) {
       dataConnections.inc({ result: outcome.result })
       if (outcome.result === 'failed') dataFailures.inc({ reason: outcome.reason })

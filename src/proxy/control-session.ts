@@ -99,6 +99,7 @@ export class ControlSession {
   #serverNoEpsv = false
   #user: string | undefined
   #idleTimer: NodeJS.Timeout | null = null
+  #greetTimer: NodeJS.Timeout | null = null
   #closedLegs = 0
   #closed = false
   #closeReason = 'client quit'
@@ -145,6 +146,13 @@ export class ControlSession {
     client.on('close', () => this.#onLegClosed('client'))
     upstream.on('close', () => this.#onLegClosed('upstream'))
     this.#armIdle()
+    const greetMs = this.#ctx.config().greetingTimeoutMs
+    this.#greetTimer = setTimeout(() => {
+      if (this.#greeted) return
+      this.#log.warn({ greetingTimeoutSeconds: greetMs / 1000 }, 'the FTP server accepted the connection but sent no greeting; closing')
+      this.closeWith(`421 Service not available: the FTP server sent no greeting within ${greetMs / 1000} s.\r\n`, 'no greeting')
+    }, greetMs)
+    this.#greetTimer.unref()
     this.#log.info(
       {
         clientPort: this.#ep.clientPort,
@@ -585,6 +593,7 @@ export class ControlSession {
     if (this.#closedLegs < 2) return
     this.#closed = true
     if (this.#idleTimer !== null) clearTimeout(this.#idleTimer)
+    if (this.#greetTimer !== null) clearTimeout(this.#greetTimer)
     for (const lease of [...this.#leases]) lease.cancel('closed')
     this.#ctx.metrics.sessionsActive.dec()
     this.#log.info(

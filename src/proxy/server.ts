@@ -2,6 +2,7 @@
 // metrics registry and the root logger; graceful close.
 
 import net from 'node:net'
+import ipaddr from 'ipaddr.js'
 import type { Logger } from 'pino'
 import type { Config, Endpoint } from '../config-types.js'
 import { normalizeAddress } from '../net/address-policy.js'
@@ -32,6 +33,9 @@ export class ProxyServer {
   #leaseSeq = 0
   #closing = false
   #deadline = 0
+  #open = 0
+  readonly #perClient = new Map<string, number>()
+  #allowList: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = []
 
   constructor(options: ProxyOptions) {
     this.#config = options.config
@@ -40,6 +44,7 @@ export class ProxyServer {
     this.pool = new PortPool(options.config.passivePorts, () => this.metrics.poolInUse.set(this.pool.inUse))
     this.metrics.poolSize.set(this.pool.size)
     this.metrics.poolInUse.set(0)
+    this.#allowList = parseAllowList(options.config.allowClients)
     this.readiness = new UpstreamReadiness(
       () => this.#config.upstream,
       () => this.#config.connectTimeoutMs,
@@ -55,6 +60,31 @@ export class ProxyServer {
 
   get config(): Config {
     return this.#config
+  }
+
+  /**
+   * Swaps in a new configuration for new sessions and new data connections (advertised address,
+   * limits, allowed clients, timeouts, log level). Settings bound at start (listen addresses,
+   * the pool, the metrics address) need a restart: a config that changes them is refused.
+   */
+  reload(next: Config): { ok: true } | { ok: false; reason: string } {
+    const cur = this.#config
+    const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
+    for (const key of ['listen', 'passivePorts', 'metricsListen'] as const) {
+      if (!same(cur[key], next[key])) return { ok: false, reason: `${key} cannot change without a restart` }
+    }
+    if (!same(cur.upstream, next.upstream)) this.#dataMemory.lastAnswered = null
+    this.#config = next
+    this.#allowList = parseAllowList(next.allowClients)
+    this.logger.level = next.logLevel
+    return { ok: true }
+  }
+
+  #allowed(address: string): boolean {
+    if (this.#allowList.length === 0) return true
+    if (!ipaddr.isValid(address)) return false
+    const addr = ipaddr.process(address)
+    return this.#allowList.some(([net, bits]) => addr.kind() === net.kind() && addr.match(net, bits))
   }
 
   get sessionCount(): number {
@@ -104,7 +134,32 @@ export class ProxyServer {
     const clientAddress = normalizeAddress(client.remoteAddress ?? '')
     const log = this.logger.child({ sid, client: clientAddress })
     client.on('error', (err) => log.debug({ error: err.message }, 'client error before session'))
-    const { host, port } = this.#config.upstream
+    const config = this.#config
+    // Access control first: a client outside --allow-clients never reaches the server.
+    if (!this.#allowed(clientAddress)) {
+      this.metrics.sessionsRejected.inc({ reason: 'acl' })
+      log.warn('client not in --allow-clients; refused')
+      client.end('421 Service not available: your address is not allowed to use this proxy.\r\n')
+      return
+    }
+    const fromClient = this.#perClient.get(clientAddress) ?? 0
+    if (this.#open >= config.maxSessions || fromClient >= config.maxSessionsPerClient) {
+      const which = this.#open >= config.maxSessions ? `${config.maxSessions} sessions in total` : `${config.maxSessionsPerClient} sessions from your address`
+      this.metrics.sessionsRejected.inc({ reason: 'limit' })
+      log.warn({ open: this.#open, fromClient }, `session limit reached (${which}); refused`)
+      client.end(`421 Too many connections: the proxy serves at most ${which}; try again later.\r\n`)
+      return
+    }
+    // Counted from accept to close, connecting sessions included.
+    this.#open++
+    this.#perClient.set(clientAddress, fromClient + 1)
+    client.once('close', () => {
+      this.#open--
+      const n = (this.#perClient.get(clientAddress) ?? 1) - 1
+      if (n === 0) this.#perClient.delete(clientAddress)
+      else this.#perClient.set(clientAddress, n)
+    })
+    const { host, port } = config.upstream
     const upstream = net.connect({ host, port, allowHalfOpen: true })
     upstream.pause()
     const timer = setTimeout(() => {
@@ -185,4 +240,9 @@ export class ProxyServer {
     await Promise.all([...this.#sessions].map((s) => s.done))
     return cut
   }
+}
+
+function parseAllowList(cidrs: readonly string[]): Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> {
+  // Validated when the config was loaded; IPv4-mapped IPv6 clients are matched as IPv4.
+  return cidrs.map((c) => ipaddr.parseCIDR(c))
 }
