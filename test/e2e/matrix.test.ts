@@ -220,7 +220,7 @@ interface Outcome {
   seconds: number
 }
 
-/** results[client][mode][server][op] */
+/** Each transfer's outcome, by key(client, mode, server, op). */
 const results = new Map<string, Outcome>()
 const key = (client: string, mode: Mode, server: string, op: Op): string => `${client}|${mode}|${server}|${op}`
 
