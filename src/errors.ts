@@ -33,10 +33,13 @@ export class ConfigError extends ProxyError {
 
 export class LineTooLongError extends ProxyError {
   readonly limit: number
-  constructor(limit: number) {
+  /** Complete lines framed before the long one, in the same push: still to be handled. */
+  readonly linesBefore: readonly Buffer[]
+  constructor(limit: number, linesBefore: readonly Buffer[] = []) {
     super('LINE_TOO_LONG', `control line longer than ${limit} bytes`)
     this.name = 'LineTooLongError'
     this.limit = limit
+    this.linesBefore = linesBefore
   }
 }
 

@@ -11,13 +11,17 @@ import { VERSION } from './version.js'
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv
-  if (first === '--help' || first === '-h' || argv.includes('--help') || argv.includes('-h')) {
+  if (first !== 'diagnose' && (first === '--help' || first === '-h' || argv.includes('--help') || argv.includes('-h'))) {
     process.stdout.write(helpText())
     return 0
   }
   if (first === '--version') {
     process.stdout.write(`${VERSION}\n`)
     return 0
+  }
+  if (first === 'diagnose') {
+    const { runDiagnose } = await import('./diagnose/run.js')
+    return runDiagnose(rest, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) })
   }
   if (first === 'demo') {
     const { runDemo } = await import('./demo/run.js')

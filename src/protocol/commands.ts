@@ -26,7 +26,9 @@ const TELNET_PREFIX = /^(?:\xff[\xf0-\xfe]?)+/
 
 export function parseCommand(line: Buffer): Command {
   const text = lineText(line).replace(TELNET_PREFIX, '').replace(/^\s+/, '')
-  const space = text.indexOf(' ')
+  // RFC 959 says SP, but servers split on any white space (ProFTPD's pr_str_get_word stops at
+  // isspace): `PASS\thunter2` is a PASS to them, so it must be one here too.
+  const space = text.search(/\s/)
   if (space === -1) return { verb: text.toUpperCase(), arg: '' }
   return { verb: text.slice(0, space).toUpperCase(), arg: text.slice(space + 1) }
 }

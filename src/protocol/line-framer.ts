@@ -39,7 +39,8 @@ export class LineFramer {
 
   /**
    * Feeds a chunk; returns the complete lines it finishes, in order.
-   * Throws LineTooLongError once a line exceeds the limit; the framer is then unusable.
+   * Throws LineTooLongError once a line exceeds the limit, carrying the complete lines framed
+   * before it; the framer is then unusable.
    */
   push(chunk: Buffer): Buffer[] {
     const lines: Buffer[] = []
@@ -48,13 +49,13 @@ export class LineFramer {
       const lf = chunk.indexOf(LF, start)
       if (lf === -1) break
       const piece = chunk.subarray(start, lf + 1)
-      this.#check(this.#pendingBytes + piece.length)
+      this.#check(this.#pendingBytes + piece.length, lines)
       lines.push(this.#take(piece))
       start = lf + 1
     }
     if (start < chunk.length) {
       const rest = chunk.subarray(start)
-      this.#check(this.#pendingBytes + rest.length)
+      this.#check(this.#pendingBytes + rest.length, lines)
       // Copy: the caller's chunk may be reused, and a slice would pin the whole chunk.
       this.#parts.push(Buffer.from(rest))
       this.#pendingBytes += rest.length
@@ -70,8 +71,10 @@ export class LineFramer {
     return lines
   }
 
-  #check(length: number): void {
-    if (length > this.#max) throw new LineTooLongError(this.#max)
+  // The lines already framed travel with the error, so how TCP split the bytes never decides
+  // whether a good line before the long one is handled.
+  #check(length: number, lines: Buffer[]): void {
+    if (length > this.#max) throw new LineTooLongError(this.#max, lines)
   }
 
   #take(piece: Buffer): Buffer {

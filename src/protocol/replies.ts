@@ -69,8 +69,9 @@ export interface PassiveEndpoint {
 }
 
 // Six numbers separated by commas, anywhere in the reply: `(h1,h2,h3,h4,p1,p2)`, `= h1,...`,
-// `Entering Passive Mode. h1,...`. Digits only: a sign or a seventh number is not a tuple.
-const TUPLE = /(?<![\d,-])(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})(?![\d,])/
+// `Entering Passive Mode. h1,...`. Digits only: a sign, or a seventh number before or after
+// (spaces around commas included), means it is not a tuple.
+const TUPLE = /(?<![\d-]|,\s*)(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})(?!\d|\s*,)/
 
 /** Parses a 227 reply (any line of it). Throws BadPassiveReplyError on a missing or invalid tuple. */
 export function parse227(text: string): PassiveEndpoint {

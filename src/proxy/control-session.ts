@@ -182,11 +182,13 @@ export class ControlSession {
   // ---- client -> server -------------------------------------------------------------------
 
   #onClientData(chunk: Buffer): void {
+    if (this.#endQueued) return
     let lines: Buffer[]
     try {
       lines = this.#clientFramer.push(chunk)
     } catch (err) {
       if (!(err instanceof LineTooLongError)) throw err
+      for (const line of err.linesBefore) this.#onCommand(line)
       this.#log.warn({ limit: err.limit }, 'client sent a command line over the limit; closing')
       this.closeWith(`500 Command line too long (limit ${err.limit} bytes).\r\n`, 'client line too long')
       return
@@ -239,8 +241,11 @@ export class ControlSession {
       case 'PORT':
       case 'EPRT': {
         if (this.#epsvAll) return this.#refuse(entry, 'epsv_all', `503 ${command.verb} refused: EPSV ALL was sent, only EPSV is allowed (RFC 2428).`)
-        const target = command.verb === 'PORT' ? parsePort(command.arg) : parseEprt(command.arg)
+        let target = command.verb === 'PORT' ? parsePort(command.arg) : parseEprt(command.arg)
         if (target === null) return this.#refuse(entry, 'malformed', `501 Syntax error in ${command.verb} parameters.`)
+        // lftp on loopback sends `EPRT |2|::|port|`: an unspecified address can only mean the
+        // client itself, and the proxy dials nothing else.
+        if (addressClass(target.host) === 'unspecified') target = { ...target, host: this.#ep.clientAddress }
         // RFC 2577 4: a data connection only to the control client's own address, never to a
         // privileged port (the FTP bounce attack).
         if (normalizeAddress(target.host) !== this.#ep.clientAddress || target.port < 1024) {
@@ -312,6 +317,10 @@ export class ControlSession {
       }
     } catch (err) {
       if (!(err instanceof LineTooLongError)) throw err
+      for (const line of err.linesBefore) {
+        const reply = this.#assembler.push(line)
+        if (reply !== null) this.#replies.push(reply)
+      }
       this.#log.warn({ limit: err.limit }, 'server sent a reply over the limit; closing')
       this.#replies.push({ code: 421, lines: [Buffer.from(`421 The FTP server sent a reply longer than ${err.limit} bytes; closing.\r\n`)] })
       this.#queueEnd()
@@ -337,6 +346,9 @@ export class ControlSession {
         const reply = this.#replies.shift() as Reply | typeof END
         if (reply === END) {
           this.#client.end()
+          // The server is gone: read (and drop) whatever the client still sends, so its FIN is
+          // seen even when the client leg was paused for too many unanswered commands.
+          this.#client.resume()
           this.#replies.length = 0
           break
         }

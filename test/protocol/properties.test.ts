@@ -74,6 +74,8 @@ function feed(framer: LineFramer, chunks: readonly Buffer[]): Fed {
     try {
       lines.push(...framer.push(chunk))
     } catch (error) {
+      // The lines framed before an over-long one come with the error.
+      if (error instanceof LineTooLongError) lines.push(...error.linesBefore)
       return { lines, error }
     }
   }
@@ -131,12 +133,9 @@ t.test('LineFramer', async (t) => {
     { numRuns: 1000 },
   )
 
-  // "The same lines whatever the split", applied to the error path too: a
-  // LineTooLongError thrown by push() discards the lines that the same chunk completed before
-  // the over-long one, so what a peer's earlier lines become depends on how TCP cut the bytes.
-  // For the control session that means replies the server sent in full (a 226, say) are lost
-  // when an over-long line follows them in the same read. Kept failing on purpose until the
-  // framer hands those lines over, or the design says otherwise.
+  // "The same lines whatever the split", applied to the error path too: the lines a chunk
+  // completed before an over-long one travel with the LineTooLongError (linesBefore), so a
+  // reply the server sent in full (a 226, say) is never lost to how TCP cut the bytes.
   await holds(
     t,
     'the complete lines before an over-long line are emitted whatever the split (all at once included)',
@@ -359,12 +358,8 @@ t.test('parse227, parse229, format227, format229', async (t) => {
     { numRuns: 1000 },
   )
 
-  // replies.ts: "Digits only: a sign or a seventh number is not a tuple". That holds for
-  // `1,2,3,4,5,6,7`, but the tuple may carry whitespace around its commas (`\s*,\s*`) while the
-  // guards (?<![\d,-]) and (?![\d,]) look at the one character next to the match: with a space
-  // beside the seventh number's comma, the regex takes six of the seven numbers.
-  // `(10, 0, 0, 1, 4, 1, 7)` parses as 0.0.1.4 port 263. Kept failing on purpose
-  // until replies.ts refuses it.
+  // A 227 tuple may carry whitespace around its commas, so a seventh number must be refused
+  // with that whitespace too: `(10, 0, 0, 1, 4, 1, 7)` once parsed as 0.0.1.4 port 263.
   await holds(
     t,
     'seven comma-separated numbers are not a 227 tuple, whatever the whitespace around the commas',
@@ -427,9 +422,8 @@ t.test('parseCommand and logSafe', async (t) => {
 
   // ProFTPD (src/main.c make_ftp_cmd) takes the verb with pr_str_get_word, which stops at any
   // isspace() byte, and the rest of the line is the argument: to it `PASS<TAB>hunter2` is a
-  // PASS with the password hunter2. parseCommand splits on SP only, so the verb becomes
-  // `PASS\tHUNTER2`, which logSafe keeps and the session logs at debug level. Kept failing on
-  // purpose until commands.ts splits the verb as servers do.
+  // PASS with the password hunter2. parseCommand splits the verb the same way, so logSafe
+  // hides that password too (it once split on SP only and logged `PASS\tHUNTER2`).
   await holds(
     t,
     'logSafe never shows the argument of PASS or ACCT whatever whitespace separates it (as ProFTPD splits)',
@@ -570,8 +564,9 @@ t.test('control session', async (t) => {
   // (MAX_PENDING_COMMANDS), and reads again only when a reply comes. A server that closes
   // without answering (a crash, a restart) never sends one: the client's FIN then sits unread
   // behind the paused commands, the server leg is never ended, and the session (both sockets,
-  // its slot in the limits) stays until the idle timeout, 15 min by default. Kept failing on
-  // purpose until control-session.ts handles it. 300 ms is ample: in memory a session ends in well under 10 ms.
+  // its slot in the limits) would stay until the idle timeout; once the server is gone the
+  // session reads and drops what the client sends. 300 ms is ample: in memory a session ends
+  // in well under 10 ms.
   await holds(
     t,
     'the session ends once both peers have ended, however many commands went unanswered',

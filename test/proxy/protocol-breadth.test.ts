@@ -53,6 +53,9 @@ t.test('active mode (default passive): PORT and EPRT become passive toward the s
   }
   t.notOk(server.commands.some((x) => /^(PORT|EPRT)/.test(x)), 'the server saw no PORT/EPRT')
   t.equal(server.commands.filter((x) => x === 'PASV').length, 2, 'it saw PASV instead')
+  // A lease ends once both legs have closed, which may be just after the 226.
+  const end = Date.now() + 5000
+  while ((await metricValue(p, 'ftp_proxy_data_connections_total', { result: 'ok' })) < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20))
   t.equal(await metricValue(p, 'ftp_proxy_data_connections_total', { result: 'ok' }), 2)
 })
 
@@ -146,4 +149,12 @@ t.test('IPv6 client: EPSV works, PASV gets 425 without an IPv4 advertise address
   const pasv = await c.cmd('PASV')
   t.equal(pasv.code, 425)
   t.match(pasv.text, /use EPSV/)
+})
+
+t.test('EPRT naming the unspecified address (lftp on loopback) means the client itself', async (t) => {
+  const { c } = await setup(t)
+  const l = await activeListener(t)
+  t.equal((await c.cmd(`EPRT |1|0.0.0.0|${l.port}|`)).code, 200)
+  t.equal((await c.cmd('RETR f.bin')).code, 226)
+  t.equal(sha(await l.received), sha(FILE))
 })
