@@ -60,3 +60,21 @@ t.test('the demo shows the direct failure and the proxied success', async (t) =>
   t.match(r.stdout, /=> SUCCEEDED: 4194304 bytes, sha256 [0-9a-f]{64} \(identical\)/)
   t.match(r.stdout, /client got: {3}227 Entering Passive Mode \(127,0,0,1,/)
 })
+
+t.test('a pool inside the kernel ephemeral range gets a warning at start', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const child = spawn(process.execPath, [MAIN, '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--passive-ports', '40000-40009', '--metrics-listen', 'off'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  let log = ''
+  child.stdout.on('data', (d: Buffer) => (log += d.toString()))
+  const end = Date.now() + 10_000
+  while (!log.includes('proxy listening') && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+  const warning = log.split('\n').find((l) => l.includes('ephemeral'))
+  t.ok(warning, 'a warning line')
+  t.match(JSON.parse(warning ?? '{}'), { level: 40, passivePorts: '40000-40009', overlap: '40000-40009' })
+  child.kill('SIGTERM')
+  const [code] = (await new Promise((r) => child.on('exit', (...a) => r(a)))) as [number]
+  t.equal(code, 0)
+})
