@@ -63,7 +63,20 @@ function steps(...pairs) {
   return { mode: 'absolute', steps: pairs.map(([color, value]) => ({ color, value })) }
 }
 
-function stat({ title, description, targets, gridPos, unit = 'short', decimals, thresholds, mappings = [], noValue, colorMode = 'background' }) {
+function stat({
+  title,
+  description,
+  targets,
+  gridPos,
+  unit = 'short',
+  decimals,
+  thresholds,
+  mappings = [],
+  noValue,
+  colorMode = 'background',
+  textMode = 'value',
+  overrides = [],
+}) {
   return {
     id: nextId++,
     type: 'stat',
@@ -81,14 +94,14 @@ function stat({ title, description, targets, gridPos, unit = 'short', decimals, 
         thresholds,
         mappings,
       },
-      overrides: [],
+      overrides,
     },
     options: {
       reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false },
       colorMode,
       graphMode: 'area',
       justifyMode: 'auto',
-      textMode: 'value',
+      textMode,
       orientation: 'auto',
       wideLayout: true,
       showPercentChange: false,
@@ -362,7 +375,10 @@ const panels = [
     description:
       "Client connections refused before a session started, per minute. upstream_unreachable: the proxy could not connect to the FTP server's control port (--upstream), " +
       'so the client got 421: check that the server runs and is reachable from the proxy host (alert FtpProxyUpstreamUnreachable). ' +
-      'Later versions add limit (session limits reached) and acl (client not allowed).',
+      'limit: a session limit was reached, --max-sessions (all clients together) or --max-sessions-per-client (one client address), and the client got 421 Too many connections: ' +
+      'raise the limit if the load is legitimate, or find the client in the log ("session limit reached"). ' +
+      'acl: the client address is not in --allow-clients and the client got 421 before the server was contacted: ' +
+      'add its network to --allow-clients if it should be served; otherwise it is a stranger knocking (log line "client not in --allow-clients").',
     targets: [target(`sum by (reason) (rate(ftp_proxy_sessions_rejected_total{${SEL}}[${RI}])) * 60`, '{{reason}}')],
     gridPos: tsAt(9),
     unit: 'cpm',
@@ -385,6 +401,51 @@ const panels = [
     targets: [target(`count by (version) (ftp_proxy_build_info{${SEL}})`, '{{version}}')],
     gridPos: tsAt(11),
     stacked: true,
+  }),
+  timeseries({
+    title: 'Commands refused by the proxy, by reason',
+    description:
+      'Client commands the proxy answered itself instead of passing them to the server, per minute, by reason. ' +
+      'bounce (504): a PORT or EPRT naming another host than the client, or a port below 1024, refused as an FTP bounce attempt (RFC 2577). ' +
+      'Bounce attempts are a security signal: someone tries to use the proxy to reach a third host (alert FtpProxyBounceAttempts); ' +
+      'the log line "command refused" with reason bounce names the client and the address it asked for. ' +
+      'One exception: a client behind NAT that puts its own private address in PORT also counts as bounce; that is a client quirk (use passive mode), not an attack. ' +
+      'malformed (501): PORT or EPRT parameters that do not parse. epsv_all (503): PASV, PORT or EPRT after the client sent EPSV ALL (RFC 2428). ' +
+      'unsupported (502): LPSV or LPRT, or PORT/EPRT with --active-mode deny. ' +
+      'malformed, epsv_all and unsupported are client quirks: a client that keeps failing needs passive mode or another setting, not a firewall change.',
+    targets: [target(`sum by (reason) (rate(ftp_proxy_commands_refused_total{${SEL}}[${RI}])) * 60`, '{{reason}}')],
+    gridPos: tsAt(12),
+    unit: 'cpm',
+    overrides: [
+      {
+        matcher: { id: 'byName', options: 'bounce' },
+        properties: [
+          { id: 'color', value: { mode: 'fixed', fixedColor: 'red' } },
+          { id: 'custom.lineWidth', value: 3 },
+        ],
+      },
+    ],
+  }),
+  stat({
+    title: 'Config reloads (time range shown)',
+    description:
+      'Config reloads on SIGHUP (systemctl reload, kill -HUP) in the time range shown, summed over the selected proxies: ok, and rejected (red from 1). ' +
+      'A rejected reload leaves the running config in place, so the change that was meant to apply did not. ' +
+      'Check the log line "config reload rejected": its error field says why, either a config that does not load ' +
+      '(fix it now: a restart with it would fail) or a change to listen, passive-ports or metrics-listen, which needs a restart. ' +
+      'The alert FtpProxyConfigReloadRejected names the instance.',
+    targets: [target(`sum by (result) (increase(ftp_proxy_config_reloads_total{${SEL}}[$__range]))`, '{{result}}', { range: false, instant: true })],
+    gridPos: tsAt(13),
+    decimals: 0,
+    thresholds: steps(['green', null]),
+    textMode: 'value_and_name',
+    overrides: [
+      {
+        matcher: { id: 'byName', options: 'rejected' },
+        properties: [{ id: 'thresholds', value: steps(['green', null], ['red', 0.5]) }],
+      },
+    ],
+    noValue: '0',
   }),
 ]
 

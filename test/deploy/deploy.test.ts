@@ -38,6 +38,8 @@ const COUNTERS_AND_GAUGES = [
   'ftp_proxy_data_bytes_total',
   'ftp_proxy_port_pool_size',
   'ftp_proxy_port_pool_in_use',
+  'ftp_proxy_commands_refused_total',
+  'ftp_proxy_config_reloads_total',
 ]
 const HISTOGRAMS = ['ftp_proxy_data_connect_seconds', 'ftp_proxy_data_transfer_seconds']
 const KNOWN_METRICS = new Set([
@@ -144,7 +146,7 @@ function allExpressions(): { where: string; expr: string }[] {
 t.test('promtool: the alert rules are valid', async (t) => {
   const r = promtool('check', 'rules', 'deploy/prometheus/alerts.yml')
   t.equal(r.status, 0, r.output)
-  t.match(r.output, /SUCCESS: 5 rules found/)
+  t.match(r.output, /SUCCESS: 7 rules found/)
 })
 
 t.test('promtool: the alert rules pass their unit tests', async (t) => {
@@ -163,7 +165,15 @@ t.test('promtool: the Prometheus config is valid, with its rule file', async (t)
 })
 
 t.test('every alert the runbook names exists, with a severity and a test', async (t) => {
-  const names = ['FtpProxyDataConnectionsFailing', 'FtpProxyAdvertisedAddressMismatch', 'FtpProxyPoolNearlyExhausted', 'FtpProxyUpstreamUnreachable', 'FtpProxyDown']
+  const names = [
+    'FtpProxyDataConnectionsFailing',
+    'FtpProxyAdvertisedAddressMismatch',
+    'FtpProxyPoolNearlyExhausted',
+    'FtpProxyUpstreamUnreachable',
+    'FtpProxyConfigReloadRejected',
+    'FtpProxyBounceAttempts',
+    'FtpProxyDown',
+  ]
   t.same(alertRules.map((r) => r.alert).sort(), [...names].sort())
   for (const r of alertRules) t.match(r.labels?.severity, /^(info|warning|critical)$/, `${r.alert} severity`)
   // Each rule has at least one case where it fires and one where it must not.
@@ -345,6 +355,10 @@ t.test('a real Prometheus answers every dashboard query from the proxy\'s metric
     m.dataBytes.inc({ direction: 'download' }, 65536)
     m.dataConnectSeconds.observe(0.02)
     m.dataTransferSeconds.observe(1.5)
+    m.commandsRefused.inc({ reason: 'bounce' })
+    m.commandsRefused.inc({ reason: 'malformed' })
+    m.configReloads.inc({ result: 'ok' })
+    m.sessionsRejected.inc({ reason: 'limit' })
   }
   activity()
   const timer = setInterval(activity, 200)
@@ -412,9 +426,9 @@ t.test('a real Prometheus answers every dashboard query from the proxy\'s metric
   t.ok(loaded.every((r) => r.health !== 'err'), 'every rule evaluates')
 
   // Grafana's variables as Grafana would fill them for this target; $__rate_interval as four
-  // scrape intervals.
+  // scrape intervals, $__range (the dashboard's time range) as one minute.
   const fill = (expr: string): string =>
-    expr.replaceAll('$__rate_interval', '4s').replaceAll('$job', 'ftp-pasv-proxy').replaceAll('$instance', target)
+    expr.replaceAll('$__rate_interval', '4s').replaceAll('$__range', '1m').replaceAll('$job', 'ftp-pasv-proxy').replaceAll('$instance', target)
   for (const v of dashboard.templating.list) {
     if (v.type !== 'query') continue
     const q = typeof v.query === 'string' ? v.query : v.query.query
