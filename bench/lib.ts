@@ -235,6 +235,11 @@ export interface ProxyProcessOptions {
   metrics: boolean
   logLevel?: string
   extraArgs?: readonly string[]
+  /**
+   * The built entry point to run; default dist/main.js of this checkout. A build of a clean
+   * export of a commit measures that commit, not whatever src/ holds at the moment.
+   */
+  main?: string
 }
 
 /**
@@ -242,17 +247,18 @@ export interface ProxyProcessOptions {
  * file descriptors are its own and not mixed with the clients'.
  */
 export async function startProxyProcess(opts: ProxyProcessOptions): Promise<ProxyProcess> {
+  const main = opts.main ?? PROXY_MAIN
   try {
-    accessSync(PROXY_MAIN, constants.R_OK)
+    accessSync(main, constants.R_OK)
   } catch {
-    throw new Error(`${PROXY_MAIN} is missing: run "npm run build" first`)
+    throw new Error(`${main} is missing: run "npm run build" first`)
   }
   const warnings: Array<Record<string, unknown>> = []
   let lines = 0
   let listening = false
   let metricsUrl: string | null = null
   const args = [
-    PROXY_MAIN,
+    main,
     '--listen', `127.0.0.1:${opts.listenPort}`,
     '--upstream', `127.0.0.1:${opts.upstreamPort}`,
     '--passive-ports', `${opts.pool.min}-${opts.pool.max}`,

@@ -40,6 +40,8 @@ export interface SoakOptions {
    * vsftpd's passive ports base+100..base+399. Default 24200 (the test uses 24600).
    */
   portBase?: number
+  /** The proxy's built entry point; default dist/main.js. */
+  proxyMain?: string
   /** Progress lines (once every 10 s); silent when absent. */
   log?: (line: string) => void
 }
@@ -338,7 +340,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   let proxy: ProxyProcess | null = null
   try {
     const files = await Promise.all(SIZES.map(async (size) => ({ size, ...(await makeRandomFile(vs.root, `f-${size}.bin`, size)), name: `f-${size}.bin` })))
-    proxy = await startProxyProcess({ listenPort: base + 1, upstreamPort: base, pool: { min: base + 10, max: base + 99 }, metrics: true })
+    proxy = await startProxyProcess({ listenPort: base + 1, upstreamPort: base, pool: { min: base + 10, max: base + 99 }, metrics: true, ...(opts.proxyMain === undefined ? {} : { main: opts.proxyMain }) })
     const p = proxy
     // The starting point: what the idle proxy holds once its metrics endpoint has answered once.
     await proxyState(p)
@@ -456,12 +458,14 @@ async function main(): Promise<number> {
       clients: { type: 'string', default: '50' },
       'port-base': { type: 'string', default: '24200' },
       json: { type: 'boolean', default: false },
+      'proxy-main': { type: 'string' },
     },
   })
   const report = await runSoak({
     seconds: Number(values.seconds),
     clients: Number(values.clients),
     portBase: Number(values['port-base']),
+    ...(values['proxy-main'] === undefined ? {} : { proxyMain: values['proxy-main'] }),
     log: (l) => void process.stderr.write(`${l}\n`),
   })
   process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report))

@@ -28,6 +28,7 @@ import {
   median,
   MiB,
   optionalBinary,
+  PROXY_MAIN,
   procCpuSeconds,
   procMemory,
   REPO,
@@ -84,6 +85,7 @@ const HELP = `bench/throughput.ts: RETR and STOR throughput through ftp-pasv-pro
   --paths LIST    comma-separated subset of direct,proxy,proxy-pasv,mod_proxy,haproxy,socat,node-pipe
   --no-stor       skip the STOR comparison
   --out FILE      also write the markdown report to FILE
+  --proxy-main F  the proxy's built entry point (default dist/main.js)
   --tmpdir DIR    where servers keep files (default /dev/shm when present, so the disk is not measured)
 `
 
@@ -103,6 +105,7 @@ async function main(): Promise<number> {
       'no-stor': { type: 'boolean', default: false },
       out: { type: 'string' },
       tmpdir: { type: 'string' },
+      'proxy-main': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   })
@@ -121,7 +124,7 @@ async function main(): Promise<number> {
   const cleanup: Array<() => Promise<unknown>> = []
   const log = (s: string): void => void process.stderr.write(`${s}\n`)
   try {
-    const report = await bench({ size, runs, tmp, only: values.paths?.split(',') ?? null, stor: !values['no-stor'], cleanup, log })
+    const report = await bench({ size, runs, tmp, only: values.paths?.split(',') ?? null, stor: !values['no-stor'], proxyMain: values['proxy-main'] ?? PROXY_MAIN, cleanup, log })
     process.stdout.write(report)
     if (values.out !== undefined) await writeFile(values.out, report)
     return 0
@@ -137,6 +140,7 @@ interface BenchOptions {
   tmp: string
   only: string[] | null
   stor: boolean
+  proxyMain: string
   cleanup: Array<() => Promise<unknown>>
   log: (s: string) => void
 }
@@ -156,7 +160,7 @@ async function bench(o: BenchOptions): Promise<string> {
   // Always measured: every ratio is to it.
   paths.push({ name: 'direct', port: PORTS.vsftpd, mode: 'default', note: 'curl -> vsftpd', cpuPid: null })
 
-  const proxy = await startProxyProcess({ listenPort: PORTS.proxy, upstreamPort: PORTS.vsftpd, pool: PORTS.proxyPool, metrics: false })
+  const proxy = await startProxyProcess({ listenPort: PORTS.proxy, upstreamPort: PORTS.vsftpd, pool: PORTS.proxyPool, metrics: false, main: o.proxyMain })
   o.cleanup.push(() => proxy.stop(10_000))
   const proxyStart = procMemory(proxy.pid)
   if (want('proxy')) paths.push({ name: 'proxy', port: PORTS.proxy, mode: 'default', note: 'curl (EPSV) -> ftp-pasv-proxy -> vsftpd', cpuPid: proxy.pid })
@@ -219,6 +223,7 @@ async function bench(o: BenchOptions): Promise<string> {
   const cpus = (await runProcess('nproc', [], { timeoutMs: 5000 })).stdout.trim()
   const lines = [
     `Run ${started.toISOString()}, ${cpus} cores, Node ${process.version}, payload ${o.size / MiB} MiB, ${o.runs} runs per path (median; one warm-up run not counted), files on ${o.tmp}.`,
+    `ftp-pasv-proxy: ${o.proxyMain}.`,
     // Anything else running on the machine takes CPU from sender, receiver and relay alike.
     `Load average (1, 5, 15 min) at the start ${loadStart}, at the end ${loadAvg()}.`,
     '',
