@@ -31,7 +31,7 @@ const MAX_DURATION_MS = 86_400_000
 const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 const UPSTREAM_DATA_ADDRESSES: readonly UpstreamDataAddress[] = ['auto', 'advertised', 'control']
-const ACTIVE_MODES: readonly ActiveMode[] = ['passive', 'deny']
+const ACTIVE_MODES: readonly ActiveMode[] = ['passive', 'relay', 'deny']
 
 /** Everything but the upstream server, which has no sensible default and must be given. */
 export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
@@ -105,7 +105,7 @@ const SETTINGS = [
     flag: 'active-mode',
     env: 'FTP_PROXY_ACTIVE_MODE',
     arg: ACTIVE_MODES.join('|'),
-    help: "What a client's PORT/EPRT becomes: a passive connection toward the server that the proxy joins to the client's data address (passive), or a 502 refusal (deny). Only the client's own address and ports from 1024 up are ever dialled.",
+    help: "What a client's PORT/EPRT becomes: a passive connection toward the server that the proxy joins to the client's data address (passive); a PORT/EPRT to the server naming a pool port of the proxy, joined to the client's data address when the server connects (relay); or a 502 refusal (deny). Only the client's own address and ports from 1024 up are ever dialled.",
   },
   {
     key: 'connectTimeout',

@@ -75,6 +75,6 @@ t.test('a pool inside the kernel ephemeral range gets a warning at start', async
   t.ok(warning, 'a warning line')
   t.match(JSON.parse(warning ?? '{}'), { level: 40, passivePorts: '40000-40009', overlap: '40000-40009' })
   child.kill('SIGTERM')
-  const [code] = (await new Promise((r) => child.on('exit', (...a) => r(a)))) as [number]
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)))
   t.equal(code, 0)
 })

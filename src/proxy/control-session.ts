@@ -67,6 +67,8 @@ interface PendingCommand {
   retried?: boolean
   /** A reply the proxy gives itself; sent when every earlier command has its reply. */
   local?: Buffer
+  /** For PORT/EPRT in relay mode: the lease the server connects to. */
+  relayed?: DataLease
 }
 
 // Replies queued while a passive reply waits for a port or a connect; past this, the server leg
@@ -94,6 +96,8 @@ export class ControlSession {
   #current: DataLease | null = null
   #draining = false
   #endQueued = false
+  readonly #commands: Buffer[] = []
+  #commandBusy = false
   #greeted = false
   #epsvAll = false
   #serverNoEpsv = false
@@ -188,16 +192,35 @@ export class ControlSession {
       lines = this.#clientFramer.push(chunk)
     } catch (err) {
       if (!(err instanceof LineTooLongError)) throw err
-      for (const line of err.linesBefore) this.#onCommand(line)
+      this.#commands.push(...err.linesBefore)
+      this.#pumpCommands()
       this.#log.warn({ limit: err.limit }, 'client sent a command line over the limit; closing')
       this.closeWith(`500 Command line too long (limit ${err.limit} bytes).\r\n`, 'client line too long')
       return
     }
-    for (const line of lines) this.#onCommand(line)
+    this.#commands.push(...lines)
+    this.#pumpCommands()
+  }
+
+  // Commands are handled one at a time, in order; one whose setup is asynchronous (a relayed
+  // PORT needs a pool port first) holds the ones behind it, and the client leg is not read.
+  #pumpCommands(): void {
+    while (this.#commands.length > 0 && !this.#commandBusy && !this.#closed) {
+      const done = this.#onCommand(this.#commands.shift() as Buffer)
+      if (done instanceof Promise) {
+        this.#commandBusy = true
+        this.#client.pause()
+        void done.finally(() => {
+          this.#commandBusy = false
+          this.#resumeClient()
+          this.#pumpCommands()
+        })
+      }
+    }
     if (this.#pending.length >= MAX_PENDING_COMMANDS) this.#client.pause()
   }
 
-  #onCommand(line: Buffer): void {
+  #onCommand(line: Buffer): void | Promise<void> {
     const command = parseCommand(line)
     this.#armIdle()
     this.#log.debug({ cmd: logSafe(command) }, 'command')
@@ -254,6 +277,7 @@ export class ControlSession {
         if (config.activeMode === 'deny') {
           return this.#refuse(entry, 'unsupported', `502 Active mode is disabled on this proxy; use PASV or EPSV.`)
         }
+        if (config.activeMode === 'relay') return this.#relayActive(entry, target)
         entry.form = 'active'
         entry.active = target
         // Active mode toward the client, passive toward the server: the proxy dials both.
@@ -268,6 +292,49 @@ export class ControlSession {
         }
     }
     this.#forward(entry, line)
+  }
+
+  /**
+   * `--active-mode relay`: a pool port on the server-facing side, the server told to connect to
+   * it with PORT/EPRT naming the proxy, and the client dialled once the server has connected.
+   */
+  async #relayActive(entry: PendingCommand, target: ActiveTarget): Promise<void> {
+    const config = this.#ctx.config()
+    let portLease: PortLease
+    try {
+      portLease = await this.#ctx.pool.lease(this.#ep.upstreamLocalAddress)
+    } catch (err) {
+      if (!(err instanceof ProxyError && err.code === 'POOL_EXHAUSTED')) throw err
+      this.#ctx.metrics.leaseEnded({ result: 'failed', reason: 'pool_exhausted' })
+      this.#log.warn({ reason: 'pool_exhausted', hint: hintFor('pool_exhausted', null, null, this.#ep.upstreamAddress) }, 'data connection failed')
+      return this.#local(entry, "425 Can't open data connection: every port of the proxy's pool is in use.")
+    }
+    if (this.#closed) return portLease.release()
+    if (this.#current !== null && !this.#current.claimed) this.#current.cancel('replaced')
+    const lease = new DataLease({
+      id: this.#ctx.nextLeaseId(),
+      port: portLease,
+      upstream: null,
+      clientAddress: this.#ep.clientAddress,
+      relay: {
+        serverAddress: this.#ep.upstreamAddress,
+        client: { host: target.host, port: target.port, localAddress: this.#ep.localAddress, timeoutMs: config.connectTimeoutMs },
+      },
+      acceptTimeoutMs: config.dataAcceptTimeoutMs,
+      metrics: this.#ctx.metrics,
+      log: this.#log,
+      onEnd: (l, outcome) => this.#onLeaseEnd(l, outcome),
+    })
+    this.#leases.add(lease)
+    this.#current = lease
+    entry.relayed = lease
+    const own = this.#ep.upstreamLocalAddress
+    const toServer =
+      this.#ep.upstreamFamily === 4
+        ? `PORT ${own.split('.').join(',')},${lease.port >> 8},${lease.port & 255}`
+        : `EPRT |2|${own}|${lease.port}|`
+    this.#log.info({ lease: lease.id, toServer, activeTarget: `${target.host}:${target.port}` }, 'active mode relayed')
+    this.#forward(entry, Buffer.from(`${toServer}\r\n`))
   }
 
   #forward(entry: PendingCommand, bytes: Buffer): void {
@@ -387,6 +454,11 @@ export class ControlSession {
       this.#log.info({ code }, 'server refused EPSV; asking with PASV')
       this.#forward(entry, Buffer.from('PASV\r\n'))
       return []
+    }
+    if (entry?.relayed !== undefined && code >= 400) {
+      // The server refused the relayed PORT/EPRT: the client gets its refusal as is.
+      entry.relayed.cancel('refused')
+      return reply.lines
     }
     if (entry?.form === 'active' && code >= 400) {
       // The server refused the passive request made for the client's PORT/EPRT.

@@ -98,9 +98,18 @@ export function connectTo(host: string, port: number, localAddress: string | und
 
 export interface DataLeaseOptions {
   readonly id: number
-  /** The pool port the client connects to; null in active mode, where the proxy dials the client. */
+  /**
+   * The pool port: the client connects to it (passive), or the server does (relay); null when
+   * the proxy dials the client itself (active mode made passive toward the server).
+   */
   readonly port: PortLease | null
-  readonly upstream: net.Socket
+  /** The server leg, dialled before the lease; null in relay mode, where the server connects in. */
+  readonly upstream: net.Socket | null
+  /** Relay mode: the server's address (the only one accepted on the port) and where to dial the client. */
+  readonly relay?: {
+    readonly serverAddress: string
+    readonly client: { readonly host: string; readonly port: number; readonly localAddress: string; readonly timeoutMs: number }
+  }
   /** The control client's IP: the only address allowed to connect (RFC 2577 port stealing). */
   readonly clientAddress: string
   readonly acceptTimeoutMs: number
@@ -118,7 +127,7 @@ export class DataLease {
   readonly port: number
   #opts: DataLeaseOptions
   #client: net.Socket | null = null
-  #upstream: net.Socket
+  #upstream: net.Socket | null = null
   #acceptTimer: NodeJS.Timeout | null
   #outcome: LeaseOutcome | null = null
   #cancelling: LeaseOutcome | null = null
@@ -135,24 +144,30 @@ export class DataLease {
     this.id = opts.id
     this.port = opts.port?.port ?? 0
     this.#opts = opts
-    this.#upstream = opts.upstream
     opts.port?.server.on('connection', (socket) => this.#onConnection(socket))
     // A listener error after bind (rare: EMFILE on accept) ends the lease; nothing to relay.
     opts.port?.server.on('error', (err) => {
       this.#error = err
       this.#settle({ result: 'failed', reason: 'reset' })
     })
-    // Until the client connects, the server leg is not read: its data waits in the kernel.
-    this.#upstream.on('error', (err) => {
+    if (opts.upstream !== null) this.#adoptUpstream(opts.upstream)
+    // Relay mode waits for the server to connect, the others for the client.
+    const reason = opts.relay === undefined ? 'client_timeout' : 'upstream_timeout'
+    this.#acceptTimer = setTimeout(() => this.#settle({ result: 'failed', reason }), opts.acceptTimeoutMs)
+  }
+
+  // Until the client leg exists, the server leg is not read: its data waits in the kernel.
+  #adoptUpstream(socket: net.Socket): void {
+    this.#upstream = socket
+    socket.on('error', (err) => {
       this.#error ??= err
     })
-    this.#upstream.on('close', () => this.#onLegClosed())
-    this.#acceptTimer = setTimeout(() => this.#settle({ result: 'failed', reason: 'client_timeout' }), opts.acceptTimeoutMs)
+    socket.on('close', () => this.#onLegClosed())
   }
 
   /** Whether a client connected (the lease is in use, not replaceable). */
   get claimed(): boolean {
-    return this.#client !== null
+    return this.#client !== null || (this.#opts.relay !== undefined && this.#upstream !== null)
   }
 
   get ended(): boolean {
@@ -164,7 +179,7 @@ export class DataLease {
   }
 
   get bytes(): { download: number; upload: number } {
-    return { download: this.#upstream.bytesRead, upload: this.#client?.bytesRead ?? 0 }
+    return { download: this.#upstream?.bytesRead ?? 0, upload: this.#client?.bytesRead ?? 0 }
   }
 
   get seconds(): number {
@@ -204,7 +219,7 @@ export class DataLease {
     // Settled when both legs have closed, so the port is free only once the sockets are.
     this.#cancelling = outcome
     this.#client.destroy()
-    this.#upstream.destroy()
+    this.#upstream?.destroy()
   }
 
   /** Ends a relay that broke (the server reported a failed transfer while a leg was open). */
@@ -216,20 +231,41 @@ export class DataLease {
     }
     this.#cancelling = { result: 'failed', reason }
     this.#client.destroy()
-    this.#upstream.destroy()
+    this.#upstream?.destroy()
   }
 
   #onConnection(socket: net.Socket): void {
     const peer = normalizeAddress(socket.remoteAddress ?? '')
-    if (this.#client !== null || this.#outcome !== null || peer !== this.#opts.clientAddress) {
-      if (peer !== this.#opts.clientAddress) {
+    const relay = this.#opts.relay
+    const expected = relay === undefined ? this.#opts.clientAddress : relay.serverAddress
+    const taken = relay === undefined ? this.#client !== null : this.#upstream !== null
+    if (taken || this.#outcome !== null || peer !== expected) {
+      if (peer !== expected) {
         this.#opts.metrics.foreignDataConnections.inc()
-        this.#opts.log.warn({ lease: this.id, from: peer, expected: this.#opts.clientAddress }, 'data connection from a foreign address refused')
+        this.#opts.log.warn({ lease: this.id, from: peer, expected }, 'data connection from a foreign address refused')
       }
       socket.destroy()
       return
     }
-    this.startRelay(socket)
+    if (relay === undefined) {
+      this.startRelay(socket)
+      return
+    }
+    // Relay mode: the server connected in; now the proxy dials the client's PORT/EPRT address.
+    if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
+    this.#acceptTimer = null
+    this.#adoptUpstream(socket)
+    const { host, port, localAddress, timeoutMs } = relay.client
+    connectTo(host, port, localAddress, timeoutMs).then(
+      (client) => {
+        if (this.#outcome !== null || this.#cancelling !== null) client.destroy()
+        else this.startRelay(client)
+      },
+      (err: Error) => {
+        this.#error ??= err
+        this.#settle({ result: 'failed', reason: 'client_timeout' })
+      },
+    )
   }
 
   /** Relays between the server leg and a client leg: accepted on the pool port, or dialled. */
@@ -239,7 +275,7 @@ export class DataLease {
     this.#client = socket
     this.#startedAt = performance.now()
     const client = socket
-    const upstream = this.#upstream
+    const upstream = this.#upstream as net.Socket
     client.on('error', (err) => {
       this.#error ??= err
     })
@@ -308,7 +344,7 @@ export class DataLease {
     if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
     this.#acceptTimer = null
     this.#client?.destroy()
-    this.#upstream.destroy()
+    this.#upstream?.destroy()
     this.#opts.port?.release()
     if (this.#client !== null) {
       this.#countBytes()

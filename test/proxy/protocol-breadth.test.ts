@@ -158,3 +158,26 @@ t.test('EPRT naming the unspecified address (lftp on loopback) means the client 
   t.equal((await c.cmd('RETR f.bin')).code, 226)
   t.equal(sha(await l.received), sha(FILE))
 })
+
+t.test('--active-mode relay: the server connects to a pool port, the proxy dials the client', async (t) => {
+  const { server, p, c } = await setup(t, {}, ['--active-mode', 'relay'])
+  for (const verb of ['PORT', 'EPRT']) {
+    const l = await activeListener(t)
+    const arg = verb === 'PORT' ? `127,0,0,1,${l.port >> 8},${l.port & 255}` : `|1|127.0.0.1|${l.port}|`
+    t.equal((await c.cmd(`${verb} ${arg}`)).code, 200, `${verb} accepted`)
+    t.equal((await c.cmd('RETR f.bin')).code, 226)
+    t.equal(sha(await l.received), sha(FILE), `${verb}: identical bytes`)
+  }
+  const ports = server.commands.filter((x) => x.startsWith('PORT '))
+  t.equal(ports.length, 2, 'the server got PORT both times')
+  for (const x of ports) {
+    const n = x.slice(5).split(',').map(Number)
+    const port = n[4]! * 256 + n[5]!
+    t.ok(port >= 22400 && port < 22500, `naming a pool port of the proxy (${port})`)
+  }
+  t.notOk(server.commands.some((x) => x.startsWith('PASV')))
+  const end = Date.now() + 5000
+  while ((await metricValue(p, 'ftp_proxy_data_connections_total', { result: 'ok' })) < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20))
+  t.equal(await metricValue(p, 'ftp_proxy_data_connections_total', { result: 'ok' }), 2)
+  t.equal(p.proxy.pool.inUse, 0)
+})
