@@ -20,7 +20,7 @@
 // vsftpd advertises 127.0.0.99, where nothing listens (the PRODFTP fault): every transfer relies on
 // the proxy's rewrite. Half the transfers use PASV, half EPSV, so both rewrites are soaked.
 import { createHash, randomBytes } from 'node:crypto'
-import { realpathSync } from 'node:fs'
+import { readFileSync, realpathSync } from 'node:fs'
 import { readFile, unlink } from 'node:fs/promises'
 import net from 'node:net'
 import { join } from 'node:path'
@@ -28,7 +28,7 @@ import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { pasvEndpoint, RawFtp, type RawReply } from '../test/fixtures/raw-ftp.js'
 import { makeRandomFile, startVsftpd } from '../test/e2e/lib/servers.js'
-import { fmtMiB, MiB, openFds, procMemory, sample, scrape, sleep, startProxyProcess, type ProxyProcess } from './lib.js'
+import { fmtMiB, MiB, openFds, PROXY_MAIN, procMemory, sample, scrape, sleep, startProxyProcess, type ProxyProcess } from './lib.js'
 
 export interface SoakOptions {
   /** How long clients keep starting transfers, seconds. */
@@ -47,6 +47,12 @@ export interface SoakOptions {
 }
 
 export interface SoakReport {
+  /** ISO time the clients started, and the proxy entry point that ran. */
+  startedAt: string
+  proxyMain: string
+  /** /proc/loadavg (1, 5, 15 min) at the start and at the end: other work on the machine. */
+  loadStart: string
+  loadEnd: string
   seconds: number
   clients: number
   elapsedSeconds: number
@@ -108,6 +114,10 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     timer = setTimeout(() => reject(new SoakFailure(`${what}: nothing within ${ms} ms`)), ms)
   })
   return Promise.race([p, t]).finally(() => clearTimeout(timer))
+}
+
+function loadAvg(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
 }
 
 function sha256(b: Buffer): string {
@@ -349,6 +359,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
 
     const c: Counters = { sessions: 0, transfers: 0, retr: 0, stor: 0, bytes: 0, failures: 0, failureSamples: [], lostBytes: 0, mismatches: 0 }
     const started = Date.now()
+    const loadStart = loadAvg()
     const ctx: Ctx = {
       host: '127.0.0.1',
       port: p.port,
@@ -384,6 +395,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const text = await scrape(p.metricsUrl!)
     const counter = (name: string, labels = ''): number => sample(text, name, labels)
     return {
+      startedAt: new Date(started).toISOString(),
+      proxyMain: opts.proxyMain ?? PROXY_MAIN,
+      loadStart,
+      loadEnd: loadAvg(),
       seconds: opts.seconds,
       clients: opts.clients,
       elapsedSeconds,
@@ -439,6 +454,7 @@ export function soakChecks(r: SoakReport): Array<{ check: string; ok: boolean }>
 
 function formatReport(r: SoakReport): string {
   const lines = [
+    `started ${r.startedAt}, proxy ${r.proxyMain}, load average ${r.loadStart} at the start, ${r.loadEnd} at the end`,
     `soak: ${r.clients} clients for ${r.seconds} s (${r.elapsedSeconds.toFixed(1)} s with the last transfers), ${r.sessions} sessions`,
     `transfers: ${r.transfers} (${r.retr} RETR, ${r.stor} STOR), ${fmtMiB(r.bytes)} checked by sha256, ${((r.bytes / 1e6) / r.elapsedSeconds).toFixed(0)} MB/s`,
     `proxy RSS: ${fmtMiB(r.rssStart)} at the start, ${fmtMiB(r.rssAfter10s)} after 10 s, ${fmtMiB(r.rssEnd)} after the run, peak ${fmtMiB(r.rssPeak)}`,
