@@ -580,7 +580,8 @@ export function helpText(): string {
   return [
     'Usage:',
     '  ftp-pasv-proxy [proxy] --upstream HOST:PORT [options]',
-    '  ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port][/dir] [--json] [--timeout 3s]',
+    '  ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port][/dir] [--json]',
+    '                          [--timeout 3s]',
     '  ftp-pasv-proxy demo',
     '  ftp-pasv-proxy --help',
     '',

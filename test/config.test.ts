@@ -324,7 +324,7 @@ t.test('durations: any whole amount in any unit up to 24h', async (t) => {
 t.test('help text', async (t) => {
   const help = helpText()
   t.match(help, 'ftp-pasv-proxy [proxy] --upstream HOST:PORT [options]')
-  t.match(help, 'ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port] [--json]')
+  t.match(help, 'ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port][/dir] [--json]')
   t.match(help, 'ftp-pasv-proxy demo')
   const flags: ReadonlyArray<readonly [string, string, string]> = [
     ['listen', 'FTP_PROXY_LISTEN', 'default 127.0.0.1:2121'],
@@ -339,6 +339,12 @@ t.test('help text', async (t) => {
     ['max-line-length', 'FTP_PROXY_MAX_LINE_LENGTH', 'default 8192'],
     ['config', 'FTP_PROXY_CONFIG', 'default none'],
     ['log-level', 'FTP_PROXY_LOG_LEVEL', 'default info'],
+    ['active-mode', 'FTP_PROXY_ACTIVE_MODE', 'default passive'],
+    ['metrics-listen', 'FTP_PROXY_METRICS_LISTEN', 'default 127.0.0.1:9464'],
+    ['greeting-timeout', 'FTP_PROXY_GREETING_TIMEOUT', 'default 30s'],
+    ['max-sessions', 'FTP_PROXY_MAX_SESSIONS', 'default 2000'],
+    ['max-sessions-per-client', 'FTP_PROXY_MAX_SESSIONS_PER_CLIENT', 'default 200'],
+    ['allow-clients', 'FTP_PROXY_ALLOW_CLIENTS', 'default everyone'],
   ]
   // One block per option, from its `  --flag` line to the next; line breaks read as spaces.
   const blocks = help.split(/\n(?=  --)/).map((b) => b.replace(/\s+/g, ' '))
