@@ -45,7 +45,7 @@ export interface FaultCommand {
  * Runs before the default handling of a command. Returning 'default' lets the default handle
  * it; anything else means the hook answered (or chose not to answer at all).
  */
-export type FaultHook = (cmd: FaultCommand, session: FaultSession) => 'default' | undefined | Promise<'default' | undefined>
+export type FaultHook = (cmd: FaultCommand, session: FaultSession) => 'default' | void | Promise<'default' | void>
 
 export interface FaultServerOptions {
   /** A fixed port of the test's range. */
