@@ -355,8 +355,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     proxy = await startProxyProcess({ listenPort: base + 1, upstreamPort: base, pool: { min: base + 10, max: base + 99 }, metrics: true, ...(opts.proxyMain === undefined ? {} : { main: opts.proxyMain }) })
     const p = proxy
     // The starting point: what the idle proxy holds once its metrics endpoint has answered once,
-    // as the least of ten readings: a transient socket (the readiness probe's connect every 20 s
-    // while no client is connected) must not raise the bar that the end of the run is held to.
+    // as the least of ten readings: a transient socket (the readiness probe's connect, made at start
+    // and every 20 s while no client is connected) must not raise the bar the run's end is held to.
     await proxyState(p)
     const idle: ProxyState[] = []
     for (let i = 0; i < 10; i++) {
