@@ -106,7 +106,8 @@ export class ControlSession {
   #greetTimer: NodeJS.Timeout | null = null
   #closedLegs = 0
   #closed = false
-  #closeReason = 'client quit'
+  #closeReason: string | null = null
+  #quit = false
   readonly #openedAt = performance.now()
   readonly #done: Promise<void>
   #resolveDone!: () => void
@@ -179,7 +180,8 @@ export class ControlSession {
   closeWith(reply: string, reason: string): void {
     if (this.#closed) return
     this.#closeReason = reason
-    this.#client.end(reply)
+    // Closed once flushed: a client that never closes its side must not hold the session.
+    this.#client.end(reply, () => this.#client.destroy())
     this.#upstream.destroy()
   }
 
@@ -229,6 +231,9 @@ export class ControlSession {
     switch (command.verb) {
       case 'USER':
         this.#user = command.arg
+        break
+      case 'QUIT':
+        this.#quit = true
         break
       case 'ABOR': {
         // RFC 959 4.1.3: ABOR ends the transfer in progress. A server that reads no urgent data
@@ -412,7 +417,9 @@ export class ControlSession {
       while (this.#replies.length > 0 && !this.#closed) {
         const reply = this.#replies.shift() as Reply | typeof END
         if (reply === END) {
-          this.#client.end()
+          // The server is gone and its last reply is out: the session ends, whether or not the
+          // client closes its side.
+          this.#client.end(() => this.#client.destroy())
           // The server is gone: read (and drop) whatever the client still sends, so its FIN is
           // seen even when the client leg was paused for too many unanswered commands.
           this.#client.resume()
@@ -470,7 +477,10 @@ export class ControlSession {
       entry!.preliminary = true
       return reply.lines
     }
-    if (code < 300) return this.#afterDrain(lease, reply)
+    if (code < 300) {
+      lease.transferSucceeded()
+      return this.#afterDrain(lease, reply)
+    }
     // The server refused the transfer command, or reported a failed transfer.
     if (entry!.preliminary === true) lease.fail('reset')
     else lease.cancel('refused')
@@ -663,11 +673,14 @@ export class ControlSession {
 
   #onError(leg: 'client' | 'upstream', err: Error): void {
     this.#log.debug({ leg, error: err.message }, 'control connection error')
-    if (leg === 'upstream') this.#closeReason = `upstream error: ${(err as NodeJS.ErrnoException).code ?? err.message}`
+    if (leg === 'upstream') this.#closeReason ??= `upstream error: ${(err as NodeJS.ErrnoException).code ?? err.message}`
   }
 
   #onLegClosed(leg: 'client' | 'upstream'): void {
     this.#closedLegs++
+    if (this.#closedLegs === 1 && this.#closeReason === null) {
+      this.#closeReason = this.#quit ? 'client quit' : leg === 'upstream' ? 'server closed the connection' : 'client closed the connection'
+    }
     if (leg === 'client') {
       // Nothing more can reach the client: the server leg goes too.
       this.#upstream.destroy()

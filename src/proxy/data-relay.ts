@@ -133,6 +133,7 @@ export class DataLease {
   #cancelling: LeaseOutcome | null = null
   #direction: Direction = 'download'
   #command: Command | null = null
+  #transferOk = false
   #bytesTimer: NodeJS.Timeout | null = null
   #counted = { download: 0, upload: 0 }
   #startedAt = 0
@@ -208,11 +209,21 @@ export class DataLease {
     return new Promise((resolve) => this.#drainWaiters.push(resolve))
   }
 
+  /**
+   * The server's final reply to the transfer command was a success. A relay whose legs closed
+   * cleanly is `ok` only once this has come: a server that cuts a transfer halfway closes the
+   * data connection cleanly too, then says 426.
+   */
+  transferSucceeded(): void {
+    this.#transferOk = true
+    if (this.#closedLegs >= 2 && this.#error === null && this.#cancelling === null) this.#settle({ result: 'ok' })
+  }
+
   /** Ends the lease now with a cancel reason (replaced, aborted, refused, closed), closing both legs. */
   cancel(reason: 'replaced' | 'aborted' | 'refused' | 'closed'): void {
     if (this.#outcome !== null || this.#cancelling !== null) return
     const outcome: LeaseOutcome = { result: 'cancelled', reason }
-    if (this.#client === null) {
+    if (this.#client === null || this.#closedLegs >= 2) {
       this.#settle(outcome)
       return
     }
@@ -225,7 +236,7 @@ export class DataLease {
   /** Ends a relay that broke (the server reported a failed transfer while a leg was open). */
   fail(reason: FailureReason): void {
     if (this.#outcome !== null || this.#cancelling !== null) return
-    if (this.#client === null) {
+    if (this.#client === null || this.#closedLegs >= 2) {
       this.#settle({ result: 'failed', reason })
       return
     }
@@ -330,7 +341,8 @@ export class DataLease {
     if (this.#closedLegs < 2) return
     if (this.#cancelling !== null) this.#settle(this.#cancelling)
     else if (this.#error !== null) this.#settle({ result: 'failed', reason: 'reset' })
-    else this.#settle({ result: 'ok' })
+    // With a transfer command, the server's final reply decides (transferSucceeded or fail).
+    else if (this.#command === null || this.#transferOk) this.#settle({ result: 'ok' })
   }
 
   #drainResultAtEnd(): DrainResult {

@@ -139,7 +139,7 @@ export class ProxyServer {
     if (!this.#allowed(clientAddress)) {
       this.metrics.sessionsRejected.inc({ reason: 'acl' })
       log.warn('client not in --allow-clients; refused')
-      client.end('421 Service not available: your address is not allowed to use this proxy.\r\n')
+      endWith(client, '421 Service not available: your address is not allowed to use this proxy.\r\n')
       return
     }
     const fromClient = this.#perClient.get(clientAddress) ?? 0
@@ -147,7 +147,7 @@ export class ProxyServer {
       const which = this.#open >= config.maxSessions ? `${config.maxSessions} sessions in total` : `${config.maxSessionsPerClient} sessions from your address`
       this.metrics.sessionsRejected.inc({ reason: 'limit' })
       log.warn({ open: this.#open, fromClient }, `session limit reached (${which}); refused`)
-      client.end(`421 Too many connections: the proxy serves at most ${which}; try again later.\r\n`)
+      endWith(client, `421 Too many connections: the proxy serves at most ${which}; try again later.\r\n`)
       return
     }
     // Counted from accept to close, connecting sessions included.
@@ -170,7 +170,7 @@ export class ProxyServer {
       this.readiness.record(false, err.code ?? err.message)
       this.metrics.sessionsRejected.inc({ reason: 'upstream_unreachable' })
       log.warn({ upstream: `${host}:${port}`, error: err.code ?? err.message }, 'FTP server unreachable; session refused')
-      client.end(`421 Service not available: the proxy cannot reach the FTP server (${err.code ?? err.message}).\r\n`)
+      endWith(client, `421 Service not available: the proxy cannot reach the FTP server (${err.code ?? err.message}).\r\n`)
     }
     upstream.once('error', onConnectError)
     upstream.once('connect', () => {
@@ -245,4 +245,13 @@ export class ProxyServer {
 function parseAllowList(cidrs: readonly string[]): Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> {
   // Validated when the config was loaded; IPv4-mapped IPv6 clients are matched as IPv4.
   return cidrs.map((c) => ipaddr.parseCIDR(c))
+}
+
+/**
+ * Sends a last reply and closes the socket once it is flushed. The listener allows half-open
+ * sockets, so end() alone would keep the fd (and the client's place in the limits) until the
+ * client closes its side, which a client that was refused may never do.
+ */
+export function endWith(socket: net.Socket, reply: string): void {
+  socket.end(reply, () => socket.destroy())
 }
