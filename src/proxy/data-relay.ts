@@ -291,12 +291,13 @@ export class DataLease {
       this.#error ??= err
     })
     client.on('close', () => this.#onLegClosed())
-    // Any error on one leg destroys the other: a broken transfer must not look complete.
+    // An error on one leg resets the other: a broken transfer must not look complete. A FIN
+    // would tell a server that an upload ended well (it would store the truncated file).
     client.on('close', () => {
-      if (this.#error !== null) upstream.destroy()
+      if (this.#error !== null) resetLeg(upstream)
     })
     upstream.on('close', () => {
-      if (this.#error !== null) client.destroy()
+      if (this.#error !== null) resetLeg(client)
     })
     // pipe() respects write() returning false and ends the destination on the source's FIN;
     // with allowHalfOpen each FIN is forwarded on its own.
@@ -373,4 +374,10 @@ export class DataLease {
   get error(): Error | null {
     return this.#error
   }
+}
+
+/** Closes a leg with a TCP reset (RST) rather than a FIN; a no-op on a leg already closed. */
+function resetLeg(socket: net.Socket): void {
+  if (socket.destroyed) return
+  socket.resetAndDestroy()
 }
