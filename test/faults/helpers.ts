@@ -51,8 +51,11 @@ export interface FaultServerOptions {
   /** A fixed port of the test's range. */
   readonly port: number
   readonly files?: Record<string, Buffer>
-  /** Sent on connect, CRLF added to a string; null: the server never greets. */
-  readonly greeting?: string | Buffer | null
+  /**
+   * Sent on connect, CRLF added to a string; null: the server never greets. A function is asked
+   * at each connection.
+   */
+  readonly greeting?: string | Buffer | null | (() => string | Buffer | null)
   readonly onCommand?: FaultHook
 }
 
@@ -68,6 +71,8 @@ export interface FaultServer {
 
 export class FaultSession {
   readonly control: net.Socket
+  /** Whether this connection was sent a greeting. */
+  greeted = false
   #listener: net.Server | null = null
   #data: Promise<net.Socket> | null = null
   readonly #owned = new Set<net.Socket | net.Server>()
@@ -152,7 +157,11 @@ export async function startFaultServer(options: FaultServerOptions): Promise<Fau
       sessions.delete(session)
       session.destroyAll()
     })
-    if (options.greeting !== null) session.write(options.greeting ?? '220 fault server')
+    const greeting = typeof options.greeting === 'function' ? options.greeting() : options.greeting
+    if (greeting !== null) {
+      session.greeted = true
+      session.write(greeting ?? '220 fault server')
+    }
     let buffered = Buffer.alloc(0)
     let chain: Promise<void> = Promise.resolve()
     socket.on('data', (chunk: Buffer) => {
