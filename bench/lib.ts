@@ -231,7 +231,7 @@ export interface ProxyProcessOptions {
   listenPort: number
   upstreamPort: number
   pool: { min: number; max: number }
-  /** Port 0 lets the kernel choose; it is read back from the "metrics listening" log line. */
+  /** /metrics on 127.0.0.1 port 0 (the kernel chooses; read back from the "metrics listening" log line), or off. */
   metrics: boolean
   logLevel?: string
   extraArgs?: readonly string[]
