@@ -106,6 +106,8 @@ export class ControlSession {
   #greetTimer: NodeJS.Timeout | null = null
   #closedLegs = 0
   #closed = false
+  /** closeWith() was called: the final reply is on its way. */
+  #closing = false
   #closeReason: string | null = null
   #quit = false
   readonly #openedAt = performance.now()
@@ -178,7 +180,8 @@ export class ControlSession {
 
   /** Sends the client a final reply, then closes the session (idle timeout, shutdown, bad input). */
   closeWith(reply: string, reason: string): void {
-    if (this.#closed) return
+    if (this.#closed || this.#closing) return
+    this.#closing = true
     this.#closeReason = reason
     // Closed once flushed: a client that never closes its side must not hold the session.
     this.#client.end(reply, () => this.#client.destroy())
