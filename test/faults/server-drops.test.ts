@@ -137,8 +137,9 @@ for (const [name, want] of Object.entries(expected)) {
     t.ok(seen.bytes <= SENT, `the client got at most the ${SENT} bytes the server sent (${seen.bytes})`)
     t.equal(seen.final, want.reply, want.reply === null ? 'the control connection closed, no reply' : `the client got ${want.reply}`)
     if (seen.final !== null) t.equal(seen.noop, 200, 'the session goes on after the 426')
-    // The lease is counted once the session has let go of it.
-    await waitFor(() => p.proxy.sessionCount === 0)
+    // The lease is counted when it settles, which also frees its port (session.done may resolve
+    // a tick earlier: it waits for the leases' data to drain, not for them to settle).
+    await waitFor(() => p.proxy.sessionCount === 0 && p.proxy.pool.inUse === 0)
     const after = await outcomes(p)
     const delta = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]))
     t.comment(`lease counted: ${JSON.stringify(delta)}`)
