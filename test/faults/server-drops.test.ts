@@ -134,7 +134,12 @@ for (const [name, want] of Object.entries(expected)) {
     const before = await outcomes(p)
     const seen = await retr(p, name)
     t.comment(`client saw: ${JSON.stringify(seen)}`)
-    t.ok(seen.bytes <= SENT, `the client got at most the ${SENT} bytes the server sent (${seen.bytes})`)
+    if (name === 'control-only.bin') {
+      // The server keeps sending; the proxy cuts the relay when the session closes.
+      t.ok(seen.bytes < BIG.length, `the client did not get the whole file (${seen.bytes} of ${BIG.length} bytes)`)
+    } else {
+      t.ok(seen.bytes <= SENT, `the client got at most the ${SENT} bytes the server sent (${seen.bytes})`)
+    }
     t.equal(seen.final, want.reply, want.reply === null ? 'the control connection closed, no reply' : `the client got ${want.reply}`)
     if (seen.final !== null) t.equal(seen.noop, 200, 'the session goes on after the 426')
     // The lease is counted when it settles, which also frees its port (session.done may resolve
