@@ -7,7 +7,7 @@ import net from 'node:net'
 import t, { type Test } from 'tap'
 import { metricValue, startProxy, type TestProxy } from '../fixtures/proxy.js'
 import { pasvEndpoint, RawFtp } from '../fixtures/raw-ftp.js'
-import { baseline, endsClean, startFaultServer, waitFor, writeFlushed, type FaultServer, type FaultSession } from './helpers.js'
+import { baseline, endsClean, sleep, startFaultServer, waitFor, writeFlushed, type FaultServer, type FaultSession } from './helpers.js'
 
 t.setTimeout(60_000)
 
@@ -38,11 +38,13 @@ const drops: Record<string, Drop> = {
     data.resetAndDestroy()
     s.control.resetAndDestroy()
   },
-  // Only the control connection drops; the data connection keeps sending.
+  // Only the control connection drops; the data connection keeps sending (64 KiB every 10 ms,
+  // so the rest would take over a second: the session's close comes first).
   'control-only.bin': async (data, s) => {
     s.control.destroy()
     for (let off = SENT; off < BIG.length && !data.destroyed; off += 64 * 1024) {
       await writeFlushed(data, BIG.subarray(off, off + 64 * 1024))
+      await sleep(10)
     }
     data.end()
   },
