@@ -137,7 +137,7 @@ export class ControlSession {
   /** Whether a data transfer is running (a lease in use, or a transfer awaiting its reply). */
   get transferActive(): boolean {
     for (const lease of this.#leases) if (lease.claimed) return true
-    return this.#pending.some((p) => p.lease !== undefined)
+    return this.#pending.some((p) => p.lease !== undefined && !p.lease.ended)
   }
 
   start(): void {
@@ -147,7 +147,11 @@ export class ControlSession {
     upstream.on('data', (chunk: Buffer) => this.#onUpstreamData(chunk))
     // A FIN from the client is passed on; the server's last replies still reach the client.
     client.on('end', () => upstream.end())
-    upstream.on('end', () => this.#queueEnd())
+    upstream.on('end', () => {
+      // The server left first (after a QUIT, that is the client's doing).
+      this.#closeReason ??= this.#quit ? 'client quit' : 'server closed the connection'
+      this.#queueEnd()
+    })
     client.on('error', (err) => this.#onError('client', err))
     upstream.on('error', (err) => this.#onError('upstream', err))
     client.on('close', () => this.#onLegClosed('client'))
@@ -191,7 +195,8 @@ export class ControlSession {
   // ---- client -> server -------------------------------------------------------------------
 
   #onClientData(chunk: Buffer): void {
-    if (this.#endQueued) return
+    // Once the session is ending (server gone, or a final reply sent), client bytes are dropped.
+    if (this.#endQueued || this.#closing) return
     let lines: Buffer[]
     try {
       lines = this.#clientFramer.push(chunk)
@@ -397,6 +402,7 @@ export class ControlSession {
         if (reply !== null) this.#replies.push(reply)
       }
       this.#log.warn({ limit: err.limit }, 'server sent a reply over the limit; closing')
+      this.#closeReason ??= 'server reply too long'
       this.#replies.push({ code: 421, lines: [Buffer.from(`421 The FTP server sent a reply longer than ${err.limit} bytes; closing.\r\n`)] })
       this.#queueEnd()
       this.#upstream.destroy()
