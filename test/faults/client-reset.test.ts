@@ -3,12 +3,15 @@
 // store a truncated file as complete), the client must not be told 226, the lease must be
 // counted as failed, and everything must be released. Ports: 26100-26199.
 import { randomBytes } from 'node:crypto'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import net from 'node:net'
+import { join } from 'node:path'
 import t from 'tap'
 import { startFtpServer } from '../../src/demo/ftp-server.js'
+import { startVsftpd } from '../e2e/lib/servers.js'
 import { metricValue, startProxy } from '../fixtures/proxy.js'
-import { pasvEndpoint, RawFtp } from '../fixtures/raw-ftp.js'
-import { baseline, endsClean, sleep, waitFor } from './helpers.js'
+import { pasvEndpoint, RawFtp, type RawReply } from '../fixtures/raw-ftp.js'
+import { baseline, endsClean, sha, sleep, waitFor } from './helpers.js'
 
 t.setTimeout(60_000)
 const SMALL = randomBytes(200_000)
@@ -72,3 +75,58 @@ for (const [i, { when, bytes, pauseMs, seen }] of cases.entries()) {
     await endsClean(t, p, fds, 'small.bin', SMALL)
   })
 }
+
+// The demo server above is a Node program: libuv may take the proxy's RST right behind data for an
+// end just as the proxy may take the client's. vsftpd reads with read(2) and sees every reset, so
+// it shows what the server learns: directly, a client's RST mid-STOR gets vsftpd's own
+// `426 Failure reading network stream.`; through the proxy it must too.
+
+/** PASV, STOR, `bytes` of data, `pauseMs`, RST; the reply to the STOR (null: control closed). */
+async function storThenReset(host: string, port: number, path: string, bytes: number, pauseMs: number): Promise<RawReply | null> {
+  const c = await RawFtp.connect(host, port)
+  try {
+    await c.login()
+    const ep = pasvEndpoint((await c.cmd('PASV')).text)
+    const data = net.connect(ep.port, ep.host)
+    data.on('error', () => {})
+    await new Promise((r) => data.once('connect', r))
+    c.socket.write(`STOR ${path}\r\n`)
+    const opening = await c.reply()
+    if (opening?.code !== 150) throw new Error(`STOR: ${opening?.text}`)
+    await new Promise<void>((resolve) => data.write(UPLOAD.subarray(0, bytes), () => resolve()))
+    await sleep(pauseMs)
+    data.resetAndDestroy()
+    const final = await c.reply(5000)
+    if (final !== null) await c.cmd('QUIT')
+    return final
+  } finally {
+    c.close()
+  }
+}
+
+t.test('vsftpd: a client reset mid-STOR reaches the server, as it does without the proxy', async (t) => {
+  const server = await startVsftpd({ port: 26150, pasvMin: 26160, pasvMax: 26189 })
+  t.teardown(() => server.stop())
+  const small = randomBytes(200_000)
+  await writeFile(join(server.root, 'small.bin'), small, { mode: 0o644 })
+  const p = await startProxy(['--upstream', `127.0.0.1:${server.port}`, '--passive-ports', '26190-26199'])
+  t.teardown(() => p.close())
+  const fds = await baseline(t, p, 'small.bin', small)
+
+  const direct = await storThenReset('127.0.0.1', server.port, 'upload/direct.bin', SENT, 0)
+  t.equal(direct?.text, '426 Failure reading network stream.', 'without the proxy, vsftpd sees the reset (the control case)')
+
+  for (const [i, { when, bytes, pauseMs }] of cases.entries()) {
+    const name = `upload/through-${i}.bin`
+    const r = await storThenReset(p.host, p.port, name, bytes, pauseMs)
+    const stored = await stat(join(server.root, name)).then(
+      (st) => st.size,
+      () => null,
+    )
+    t.equal(r?.text, '426 Failure reading network stream.', `reset ${when}: vsftpd's own 426, so the server knows the upload failed (client got ${JSON.stringify(r?.text)}, ${stored} bytes on disk)`)
+  }
+  await waitFor(() => p.proxy.sessionCount === 0 && p.proxy.pool.inUse === 0)
+  t.equal(await metricValue(p, 'ftp_proxy_data_connection_failures_total', { reason: 'reset' }), cases.length, `each lease counted failed{reset} (${cases.length})`)
+  t.equal(sha(await readFile(join(server.root, 'small.bin'))), sha(small), 'the server root is intact')
+  await endsClean(t, p, fds, 'small.bin', small)
+})
