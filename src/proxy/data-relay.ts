@@ -302,7 +302,27 @@ export class DataLease {
     // pipe() respects write() returning false and ends the destination on the source's FIN;
     // with allowHalfOpen each FIN is forwarded on its own.
     upstream.pipe(client)
-    client.pipe(upstream)
+    client.pipe(upstream, { end: false })
+    // The client's end of an upload is passed on only once it is known to be a FIN: libuv
+    // reports an RST that arrives right behind the data as a plain EOF, and a FIN forwarded then
+    // would make the server store a truncated file as complete. An empty write fails on a
+    // reset connection and succeeds on a half-closed one.
+    client.once('end', () => {
+      // After the server's FIN has been passed to the client (a download), there is nothing to
+      // probe with, and nothing of the client's to lose.
+      if (client.writableEnded) {
+        upstream.end()
+        return
+      }
+      client.write(Buffer.alloc(0), (err) => {
+        if (err == null) {
+          upstream.end()
+          return
+        }
+        this.#error ??= err
+        resetLeg(upstream)
+      })
+    })
     // Bytes are counted while they flow, once a second, so a long transfer shows as throughput
     // rather than one step at its end; socket.bytesRead costs nothing on the data path.
     this.#bytesTimer = setInterval(() => this.#countBytes(), 1000)
