@@ -67,7 +67,9 @@ for (const [i, { when, bytes, pauseMs, seen }] of cases.entries()) {
       t.equal(failed?.reason, 'reset', 'and logged as a failed data connection, reason reset')
       t.equal(final?.code, 426, 'the client is told the upload failed (426)')
       // The server learns of the failure only if the proxy passes the reset on (RST, not FIN).
-      t.equal(files['up.bin']?.length, undefined, 'the server did not store a truncated file as complete')
+      // Right behind data, the double (a Node program) may itself read the proxy's RST as an
+      // end: there only vsftpd, below, can tell.
+      if (seen) t.equal(files['up.bin']?.length, undefined, 'the server did not store a truncated file as complete')
     } else {
       t.comment('the proxy saw a clean end of the client leg: to it, and to the server, the upload completed')
       t.equal(final?.code, 226, 'then the client is told what the server said')
