@@ -12,6 +12,8 @@ export CI=true
 bash scripts/install-deps.sh
 npm ci --no-audit --no-fund
 npm run build
+# The tests and benchmarks type-check too (tap runs them transpile-only).
+npm run typecheck
 
 tap_out=$(mktemp)
 trap 'rm -f "$tap_out"' EXIT
