@@ -220,7 +220,7 @@ export class ControlSession {
       if (done instanceof Promise) {
         this.#commandBusy = true
         this.#client.pause()
-        void done.finally(() => {
+        void done.catch((err: unknown) => this.#internalError(err)).finally(() => {
           this.#commandBusy = false
           this.#resumeClient()
           this.#pumpCommands()
@@ -436,7 +436,13 @@ export class ControlSession {
           break
         }
         const out = this.#handleReply(reply)
-        const bytes = out instanceof Promise ? await out : out
+        let bytes: readonly Buffer[]
+        try {
+          bytes = out instanceof Promise ? await out : out
+        } catch (err) {
+          this.#internalError(err)
+          break
+        }
         if (this.#closed) break
         for (const b of bytes) if (!this.#client.write(b)) await waitDrain(this.#client)
         if (this.#greeted) this.#flushLocal()
@@ -665,6 +671,15 @@ export class ControlSession {
   }
 
   // ---- lifecycle ----------------------------------------------------------------------------
+
+  /**
+   * An error no peer caused and no code path expects (a bind refused by the system, say): the
+   * session ends with a 421 and a log line; the proxy and its other sessions go on.
+   */
+  #internalError(err: unknown): void {
+    this.#log.error({ err }, 'internal error; closing the session')
+    this.closeWith('421 Service not available: internal error in the proxy; closing.\r\n', 'internal error')
+  }
 
   #armIdle(): void {
     if (this.#idleTimer !== null) clearTimeout(this.#idleTimer)
