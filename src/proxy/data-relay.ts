@@ -85,6 +85,9 @@ export function connectTo(host: string, port: number, localAddress: string | und
     socket.once('connect', () => {
       clearTimeout(timer)
       socket.removeListener('error', onError)
+      // Until its owner takes it (the other leg may still be connecting), an error on the socket
+      // must not go unhandled; the owner's own listeners and 'close' tell the rest.
+      socket.on('error', () => {})
       resolve(socket)
     })
     const onError = (err: Error): void => {
