@@ -5,12 +5,12 @@
 
 import { formatEndpoint } from '../config.js'
 import type { AddressClass } from '../net/address-policy.js'
+import { PASSIVE_RANGE_SETTINGS } from '../proxy/hints.js'
 import type { ExitCode, Fault, Findings, PassiveFindings, Probe, Verdict } from './report.js'
 
 // Where the proxy listens in the suggested command: every interface, the default port. The
 // operator then points clients (DNS, or the address they dial) at this machine.
 const PROXY_LISTEN = '0.0.0.0:2121'
-const RANGE_SETTINGS = 'vsftpd pasv_min_port/pasv_max_port, ProFTPD PassivePorts, pure-ftpd -p'
 
 export function judge(f: Findings): { verdict: Verdict; exitCode: ExitCode } {
   const target = formatEndpoint(f.target)
@@ -116,7 +116,7 @@ function assessOk(m: PassiveFindings, peer: string, target: string): Assessment 
     return listingFailed(m.command, dialled)
   }
   const why = errorWords(dialled.error ?? 'failed')
-  const range = `open the server's passive port range to clients in every firewall, and forward it in NAT (${RANGE_SETTINGS} set the range)`
+  const range = `open the server's passive port range to clients in every firewall, and forward it in NAT (${PASSIVE_RANGE_SETTINGS} set the range)`
   if (host === null || m.matchesControl === true) {
     return {
       kind: 'broken',

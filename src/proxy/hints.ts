@@ -3,6 +3,9 @@
 import type { AddressClass } from '../net/address-policy.js'
 import type { FailureReason } from '../observe/metrics.js'
 
+/** The server settings that set the passive port range, for hints here and in diagnose. */
+export const PASSIVE_RANGE_SETTINGS = 'vsftpd pasv_min_port/pasv_max_port, ProFTPD PassivePorts, pure-ftpd -p'
+
 const SERVER_FIX =
   'set the address clients can reach in the server: vsftpd pasv_address, ProFTPD MasqueradeAddress, pure-ftpd -P'
 
@@ -16,7 +19,7 @@ export function hintFor(reason: FailureReason, advertised: string | null, cls: A
       if (differs) {
         return `the server advertised ${cls ?? 'an'} address ${advertised} that differs from its control address ${controlPeer}, and its data port ${how} from the proxy; ${SERVER_FIX}, or run the proxy where that address is reachable, or use --upstream-data-address control`
       }
-      return `the server's data port ${how} from the proxy: check the server's passive port range (vsftpd pasv_min_port/pasv_max_port, ProFTPD PassivePorts, pure-ftpd -p) and any firewall between proxy and server`
+      return `the server's data port ${how} from the proxy: check the server's passive port range (${PASSIVE_RANGE_SETTINGS}) and any firewall between proxy and server`
     }
     case 'client_timeout':
       return 'the client did not connect to the passive port the proxy advertised: check that the advertised address (--advertise-address) and the pool range (--passive-ports) are reachable from clients'
