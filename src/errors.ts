@@ -6,7 +6,6 @@ export const ErrorCodes = {
   LINE_TOO_LONG: 'A control line is longer than the limit',
   BAD_PASSIVE_REPLY: 'A 227/229 reply names no valid address and port',
   POOL_EXHAUSTED: 'Every port of the passive pool is leased',
-  UPSTREAM_UNREACHABLE: 'The upstream FTP server cannot be reached',
   DATA_CONNECT_FAILED: 'No data endpoint of the server answered',
 } as const
 

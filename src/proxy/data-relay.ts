@@ -3,6 +3,7 @@
 // the two. Every lease ends exactly once, with one outcome (see LeaseOutcome).
 
 import net from 'node:net'
+import { ProxyError } from '../errors.js'
 import type { Logger } from 'pino'
 import type { CandidateKind, DataCandidate } from '../net/address-policy.js'
 import { normalizeAddress } from '../net/address-policy.js'
@@ -18,12 +19,12 @@ export interface DialAttempt {
   readonly ms: number
 }
 
-export class DialError extends Error {
+export class DialError extends ProxyError {
   readonly reason: FailureReason
   readonly attempts: readonly DialAttempt[]
   constructor(reason: FailureReason, attempts: readonly DialAttempt[]) {
     const last = attempts[attempts.length - 1]
-    super(last?.error ?? reason)
+    super('DATA_CONNECT_FAILED', last?.error ?? reason)
     this.name = 'DialError'
     this.reason = reason
     this.attempts = attempts

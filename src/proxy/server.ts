@@ -252,6 +252,6 @@ function parseAllowList(cidrs: readonly string[]): Array<[ipaddr.IPv4 | ipaddr.I
  * sockets, so end() alone would keep the fd (and the client's place in the limits) until the
  * client closes its side, which a client that was refused may never do.
  */
-export function endWith(socket: net.Socket, reply: string): void {
+function endWith(socket: net.Socket, reply: string): void {
   socket.end(reply, () => socket.destroy())
 }
