@@ -13,13 +13,19 @@ export const FAILURE_REASONS = [
   'pool_exhausted',
   'bad_passive_reply',
   'reset',
+  // The server's 227 named an address or port the data-address policy does not allow.
+  'data_address_refused',
+  // The session or its client address already holds as many leases as allowed.
+  'lease_limit',
+  // No byte moved on a data connection for --data-idle-timeout, or its final reply never came.
+  'data_idle',
 ] as const
 export type FailureReason = (typeof FAILURE_REASONS)[number]
 
 export const CANCEL_REASONS = ['replaced', 'aborted', 'refused', 'closed'] as const
 export type CancelReason = (typeof CANCEL_REASONS)[number]
 
-export const COMMAND_REFUSALS = ['bounce', 'malformed', 'epsv_all', 'unsupported'] as const
+export const COMMAND_REFUSALS = ['bounce', 'malformed', 'epsv_all', 'unsupported', 'tls'] as const
 export type CommandRefusal = (typeof COMMAND_REFUSALS)[number]
 
 export const SESSION_REJECT_REASONS = ['upstream_unreachable', 'limit', 'acl'] as const
@@ -49,6 +55,8 @@ export interface ProxyMetrics {
   readonly poolSize: client.Gauge
   readonly poolInUse: client.Gauge
   readonly commandsRefused: client.Counter<'reason'>
+  /** Which server data address a data connection was dialled to: the control peer or the advertised one. */
+  readonly dataTargets: client.Counter<'target'>
   readonly configReloads: client.Counter<'result'>
   leaseEnded(outcome: LeaseOutcome): void
   advertised(cls: AddressClass, matchesControl: boolean): void
@@ -134,10 +142,18 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
   const poolInUse = new client.Gauge({ name: 'ftp_proxy_port_pool_in_use', help: 'Pool ports leased now.', registers })
   const commandsRefused = new client.Counter({
     name: 'ftp_proxy_commands_refused_total',
-    help: 'Client commands the proxy refused itself: bounce (RFC 2577), malformed, after EPSV ALL, unsupported.',
+    help: 'Client commands the proxy refused itself: bounce (RFC 2577), malformed, after EPSV ALL, unsupported, TLS (AUTH, PBSZ, PROT).',
     labelNames: ['reason'],
     registers,
   })
+
+  const dataTargets = new client.Counter({
+    name: 'ftp_proxy_data_targets_total',
+    help: "Data connections dialled to the server, by which address answered: the control connection's peer or the address the server advertised.",
+    labelNames: ['target'],
+    registers,
+  })
+  for (const target of ['control', 'advertised']) dataTargets.inc({ target }, 0)
 
   // Every labelled series exists at 0 from the start: a dashboard shows 0, not "no data".
   for (const reason of SESSION_REJECT_REASONS) sessionsRejected.inc({ reason }, 0)
@@ -173,6 +189,7 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
     poolSize,
     poolInUse,
     commandsRefused,
+    dataTargets,
     configReloads,
     leaseEnded(outcome) {
       dataConnections.inc({ result: outcome.result })

@@ -29,5 +29,11 @@ export function hintFor(reason: FailureReason, advertised: string | null, cls: A
       return 'the server sent a 227/229 the proxy cannot parse: check the server version and its passive-mode settings'
     case 'reset':
       return 'a data connection broke mid-transfer: the client or the server closed it abruptly'
+    case 'data_address_refused':
+      return `the server's passive reply names ${advertised ?? 'an address'} (${cls ?? 'unknown'}), which the proxy does not dial by default: if that address really serves the server's data ports, list its network in --upstream-data-networks (and allow ports below 1024 with --upstream-data-low-ports); otherwise ${SERVER_FIX}`
+    case 'lease_limit':
+      return 'this session or client address holds as many passive ports as allowed: raise --max-leases-per-session or --max-leases-per-client if clients legitimately open several data connections at once'
+    case 'data_idle':
+      return 'no byte moved on the data connection, or the server sent no final reply, for --data-idle-timeout: a stalled peer or a dead path between proxy and server'
   }
 }

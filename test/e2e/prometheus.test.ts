@@ -18,7 +18,7 @@ const METRICS_PORT = 23220
 const PROMETHEUS_PORT = 23290
 const JOB = 'ftp-pasv-proxy'
 const FILES = { 'a.bin': 100_000, 'b.bin': 50_000 } as const
-const FAILURE_REASONS = ['upstream_refused', 'upstream_timeout', 'upstream_unreachable', 'client_timeout', 'pool_exhausted', 'bad_passive_reply', 'reset']
+const FAILURE_REASONS = ['upstream_refused', 'upstream_timeout', 'upstream_unreachable', 'client_timeout', 'pool_exhausted', 'bad_passive_reply', 'reset', 'data_address_refused', 'lease_limit', 'data_idle']
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
