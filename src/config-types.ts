@@ -35,6 +35,30 @@ export interface Config {
   readonly shutdownGraceMs: number
   /** Milliseconds to wait for the server's greeting after the control connect (--greeting-timeout). */
   readonly greetingTimeoutMs: number
+  /**
+   * Milliseconds a data connection may go without a byte moving either way before it is closed;
+   * also how long a finished data connection waits for the server's final reply (--data-idle-timeout).
+   */
+  readonly dataIdleTimeoutMs: number
+  /**
+   * Milliseconds after the proxy's own final reply (idle timeout, shutdown, bad input) before the
+   * client's connection is destroyed whether or not it read the reply; also the grace a client
+   * data leg gets to close by itself after its transfer ended (--close-timeout).
+   */
+  readonly closeTimeoutMs: number
+  /** Passive/active data setups held at once per session and per client (over them: 425). */
+  readonly maxLeasesPerSession: number
+  readonly maxLeasesPerClient: number
+  /** IPv6 clients are grouped by this prefix length for the per-client limits (--client-ipv6-prefix). */
+  readonly clientIpv6Prefix: number
+  /**
+   * Networks the server's advertised data address may be dialled in (--upstream-data-networks):
+   * null = unset, the private-range rule (see net/address-policy.ts); [] = none, only the
+   * control connection's peer is ever dialled for data.
+   */
+  readonly upstreamDataNetworks: readonly string[] | null
+  /** Whether server data ports below 1024 may be dialled (--upstream-data-low-ports). */
+  readonly upstreamDataLowPorts: boolean
   /** Sessions at once, in total and per client IP (--max-sessions, --max-sessions-per-client). */
   readonly maxSessions: number
   readonly maxSessionsPerClient: number

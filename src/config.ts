@@ -49,6 +49,23 @@ export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
   idleTimeoutMs: 900_000, // ms = 15 min without commands while no transfer runs
   shutdownGraceMs: 30_000, // ms, running transfers may finish after SIGTERM/SIGINT
   greetingTimeoutMs: 30_000, // ms, a server that accepts but never greets
+  // ms = 10 min with no byte either way on a data connection; generous, because a server may
+  // think for minutes before the first byte of a large listing or a generated file.
+  dataIdleTimeoutMs: 600_000,
+  // ms after the proxy's own final reply before the client's socket is destroyed unread; also
+  // the grace a client data leg gets to close by itself once its transfer ended.
+  closeTimeoutMs: 2_000,
+  // Data setups (passive or active) held at once. A client uses one at a time; a few more allow
+  // for a PASV repeated before the last transfer's leg closed. Per client address, so one host
+  // opening many sessions cannot empty the pool either.
+  maxLeasesPerSession: 4,
+  maxLeasesPerClient: 50,
+  // bits: IPv6 clients in one /64 (one customer's network, RFC 6177) count as one client.
+  clientIpv6Prefix: 64,
+  // null = the private-range rule: a server's 227 may name a private address only when the
+  // proxy itself sits in a private network (see net/address-policy.ts dataTargets).
+  upstreamDataNetworks: null,
+  upstreamDataLowPorts: false, // server data ports below 1024 are refused
   // Sessions at once. Behind NAT many clients share one IP, so the per-IP limit is generous.
   maxSessions: 2000,
   maxSessionsPerClient: 200,
@@ -98,7 +115,7 @@ const SETTINGS = [
     flag: 'upstream-data-address',
     env: 'FTP_PROXY_UPSTREAM_DATA_ADDRESS',
     arg: UPSTREAM_DATA_ADDRESSES.join('|'),
-    help: "Server address to dial for data: the one in the server's 227 reply (advertised), the control connection's (control), or both, the likelier first (auto).",
+    help: "Server address to dial for data: the control connection's (control); the one in the server's 227 reply (advertised); or the control address first, then the advertised one (auto). The advertised address is dialled only where --upstream-data-networks allows it.",
   },
   {
     key: 'activeMode',
@@ -154,7 +171,56 @@ const SETTINGS = [
     flag: 'max-sessions-per-client',
     env: 'FTP_PROXY_MAX_SESSIONS_PER_CLIENT',
     arg: 'N',
-    help: 'Sessions at once from one client IP (clients behind one NAT share it).',
+    help: 'Sessions at once from one client IP (clients behind one NAT share it; IPv6 clients are grouped by --client-ipv6-prefix).',
+  },
+  {
+    key: 'dataIdleTimeout',
+    flag: 'data-idle-timeout',
+    env: 'FTP_PROXY_DATA_IDLE_TIMEOUT',
+    arg: 'DURATION',
+    help: "Close a data connection on which no byte moved either way for this long; also how long a finished data connection waits for the server's final reply.",
+  },
+  {
+    key: 'closeTimeout',
+    flag: 'close-timeout',
+    env: 'FTP_PROXY_CLOSE_TIMEOUT',
+    arg: 'DURATION',
+    help: "After the proxy's own final reply (idle timeout, shutdown, bad input), destroy the client's connection this long later whether or not it read the reply; also the grace a client data connection gets to close by itself after its transfer ended.",
+  },
+  {
+    key: 'maxLeasesPerSession',
+    flag: 'max-leases-per-session',
+    env: 'FTP_PROXY_MAX_LEASES_PER_SESSION',
+    arg: 'N',
+    help: 'Data connection setups (PASV, EPSV, PORT, EPRT) one session holds at once; past it the client gets 425.',
+  },
+  {
+    key: 'maxLeasesPerClient',
+    flag: 'max-leases-per-client',
+    env: 'FTP_PROXY_MAX_LEASES_PER_CLIENT',
+    arg: 'N',
+    help: 'Data connection setups held at once by all sessions of one client address together; past it the client gets 425.',
+  },
+  {
+    key: 'clientIpv6Prefix',
+    flag: 'client-ipv6-prefix',
+    env: 'FTP_PROXY_CLIENT_IPV6_PREFIX',
+    arg: 'BITS',
+    help: 'IPv6 clients in one network of this prefix length, 1-128, count as one client for the per-client session and data limits.',
+  },
+  {
+    key: 'upstreamDataNetworks',
+    flag: 'upstream-data-networks',
+    env: 'FTP_PROXY_UPSTREAM_DATA_NETWORKS',
+    arg: 'none|CIDR,...',
+    help: "Networks in which the address a server's 227 names may be dialled for data when it differs from the server's control address. Unset: private ranges only (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7), and only when the proxy's own address toward the server is private too; never loopback, link-local or the proxy's own addresses. none: only the control address is dialled.",
+  },
+  {
+    key: 'upstreamDataLowPorts',
+    flag: 'upstream-data-low-ports',
+    env: 'FTP_PROXY_UPSTREAM_DATA_LOW_PORTS',
+    arg: '',
+    help: 'Allow server data ports below 1024 (refused by default: a 227 naming one is more likely an attack than a server). The variable takes true or false.',
   },
   {
     key: 'allowClients',
@@ -207,8 +273,10 @@ interface Raw {
 }
 
 // `multiple` for every flag, so a flag given twice is reported instead of the last one winning.
+// A row whose arg is '' is a switch: present means true, and it takes no value.
+const isSwitch = (s: (typeof SETTINGS)[number]): boolean => s.arg === ''
 const PARSE_ARGS_OPTIONS = Object.fromEntries(
-  SETTINGS.map((s) => [s.flag, { type: 'string', multiple: true }] as const),
+  SETTINGS.map((s) => [s.flag, { type: isSwitch(s) ? 'boolean' : 'string', multiple: true }] as const),
 )
 
 /**
@@ -260,6 +328,13 @@ export function loadConfig(
     idleTimeoutMs: setting('idleTimeout', parseDuration, DEFAULTS.idleTimeoutMs),
     shutdownGraceMs: setting('shutdownGrace', parseDuration, DEFAULTS.shutdownGraceMs),
     greetingTimeoutMs: setting('greetingTimeout', parseDuration, DEFAULTS.greetingTimeoutMs),
+    dataIdleTimeoutMs: setting('dataIdleTimeout', parseDuration, DEFAULTS.dataIdleTimeoutMs),
+    closeTimeoutMs: setting('closeTimeout', parseDuration, DEFAULTS.closeTimeoutMs),
+    maxLeasesPerSession: setting('maxLeasesPerSession', parseCount, DEFAULTS.maxLeasesPerSession),
+    maxLeasesPerClient: setting('maxLeasesPerClient', parseCount, DEFAULTS.maxLeasesPerClient),
+    clientIpv6Prefix: setting('clientIpv6Prefix', parsePrefixLength, DEFAULTS.clientIpv6Prefix),
+    upstreamDataNetworks: setting('upstreamDataNetworks', parseDataNetworks, DEFAULTS.upstreamDataNetworks),
+    upstreamDataLowPorts: setting('upstreamDataLowPorts', parseBoolean, DEFAULTS.upstreamDataLowPorts),
     maxSessions: setting('maxSessions', parseCount, DEFAULTS.maxSessions),
     maxSessionsPerClient: setting('maxSessionsPerClient', parseCount, DEFAULTS.maxSessionsPerClient),
     allowClients: setting('allowClients', parseCidrs, DEFAULTS.allowClients),
@@ -273,7 +348,7 @@ export function loadConfig(
 }
 
 function parseFlags(argv: readonly string[]): Map<SettingKey, Raw> {
-  let values: Record<string, string[] | undefined>
+  let values: Record<string, Array<string | boolean> | undefined>
   try {
     values = parseArgs({ args: [...argv], options: PARSE_ARGS_OPTIONS, strict: true }).values
   } catch (err) {
@@ -539,6 +614,42 @@ function parseCount(r: Raw): number {
   return n
 }
 
+/** A prefix length for IPv6 client addresses, 1-128 bits. */
+function parsePrefixLength(r: Raw): number {
+  const n = typeof r.value === 'string' && /^\d+$/.test(r.value) ? Number(r.value) : r.value
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 128) {
+    throw fail(r.origin, `${describe(r.value)} is not a prefix length from 1 to 128 bits`)
+  }
+  return n
+}
+
+/** true or false: a boolean in a file, the words in any source (a switch flag gives true). */
+function parseBoolean(r: Raw): boolean {
+  if (r.value === true || r.value === 'true') return true
+  if (r.value === false || r.value === 'false') return false
+  throw fail(r.origin, `${describe(r.value)} is not true or false`)
+}
+
+/**
+ * `none` (an empty list: only the control peer is dialled for data) or CIDR,... as for
+ * --allow-clients. In a file also a list, where [] means none too. An empty string is refused
+ * rather than read as none: unset (the default rule) and none are both plausible readings.
+ */
+function parseDataNetworks(r: Raw): readonly string[] {
+  if (r.value === 'none') return []
+  if (Array.isArray(r.value) && r.value.length === 0) return []
+  if (typeof r.value === 'string' && r.value.trim() === '') {
+    throw fail(r.origin, 'is empty; give none or CIDR,... (leave it unset for the private-range rule)')
+  }
+  const items = typeof r.value === 'string' ? r.value.split(',') : r.value
+  if (Array.isArray(items) && items.some((i) => typeof i === 'string' && i.trim() === 'none')) {
+    throw fail(r.origin, `${describe(r.value)}: none cannot be combined with networks`)
+  }
+  const cidrs = parseCidrs(r)
+  if (cidrs.length === 0) throw fail(r.origin, `${describe(r.value)} names no network; give none or CIDR,...`)
+  return cidrs
+}
+
 /** `10.0.0.0/8,2001:db8::/32`, a list in a file, or empty for everyone; checked with ipaddr.js. */
 function parseCidrs(r: Raw): readonly string[] {
   const items = typeof r.value === 'string' ? r.value.split(',') : r.value
@@ -575,7 +686,8 @@ export function helpText(): string {
   const rows = SETTINGS.map((s) => {
     const fileKey = s.key === 'config' ? '(none)' : s.key
     const where = `env ${s.env}, file key ${fileKey}, default ${defaultText(s.key)}`
-    return [`  --${s.flag} ${s.arg}`, ...wrap(s.help, 72), ...wrap(where, 72)].join('\n      ')
+    const head = isSwitch(s) ? `  --${s.flag}` : `  --${s.flag} ${s.arg}`
+    return [head, ...wrap(s.help, 72), ...wrap(where, 72)].join('\n      ')
   })
   return [
     'Usage:',
@@ -605,6 +717,8 @@ export function helpText(): string {
     'listen may be a list, passivePorts may be {min, max}, maxLineLength may be',
     'a number, and a duration may be a number meaning seconds. Quote IPv6',
     'listen addresses in YAML: "[::1]:2121". Unknown keys are an error.',
+    'allowClients and upstreamDataNetworks may be lists, the counts numbers',
+    'and upstreamDataLowPorts true or false.',
     '',
   ].join('\n')
 }
@@ -654,6 +768,20 @@ function defaultText(key: SettingKey): string {
       return String(d.maxSessions)
     case 'maxSessionsPerClient':
       return String(d.maxSessionsPerClient)
+    case 'dataIdleTimeout':
+      return formatDuration(d.dataIdleTimeoutMs)
+    case 'closeTimeout':
+      return formatDuration(d.closeTimeoutMs)
+    case 'maxLeasesPerSession':
+      return String(d.maxLeasesPerSession)
+    case 'maxLeasesPerClient':
+      return String(d.maxLeasesPerClient)
+    case 'clientIpv6Prefix':
+      return String(d.clientIpv6Prefix)
+    case 'upstreamDataNetworks':
+      return d.upstreamDataNetworks === null ? 'unset (private ranges)' : d.upstreamDataNetworks.join(',') || 'none'
+    case 'upstreamDataLowPorts':
+      return String(d.upstreamDataLowPorts)
     case 'allowClients':
       return d.allowClients.length === 0 ? 'everyone' : d.allowClients.join(',')
     case 'maxLineLength':

@@ -31,6 +31,13 @@ t.test('defaults apply to everything but the upstream', async (t) => {
     idleTimeoutMs: 900000,
     shutdownGraceMs: 30000,
     greetingTimeoutMs: 30000,
+    dataIdleTimeoutMs: 600000,
+    closeTimeoutMs: 2000,
+    maxLeasesPerSession: 4,
+    maxLeasesPerClient: 50,
+    clientIpv6Prefix: 64,
+    upstreamDataNetworks: null,
+    upstreamDataLowPorts: false,
     maxSessions: 2000,
     maxSessionsPerClient: 200,
     allowClients: [],
@@ -70,6 +77,19 @@ const flagCases: ReadonlyArray<readonly [readonly string[], Partial<Config>]> = 
   [['--max-line-length', '1048576'], { maxLineBytes: 1048576 }],
   [['--log-level', 'silent'], { logLevel: 'silent' }],
   [['--log-level=trace'], { logLevel: 'trace' }],
+  [['--data-idle-timeout', '30s'], { dataIdleTimeoutMs: 30000 }],
+  [['--data-idle-timeout', '24h'], { dataIdleTimeoutMs: 86400000 }],
+  [['--close-timeout', '100ms'], { closeTimeoutMs: 100 }],
+  [['--close-timeout', '5'], { closeTimeoutMs: 5000 }],
+  [['--max-leases-per-session', '1'], { maxLeasesPerSession: 1 }],
+  [['--max-leases-per-client', '1000000'], { maxLeasesPerClient: 1000000 }],
+  [['--client-ipv6-prefix', '128'], { clientIpv6Prefix: 128 }],
+  [['--client-ipv6-prefix', '1'], { clientIpv6Prefix: 1 }],
+  [['--client-ipv6-prefix=48'], { clientIpv6Prefix: 48 }],
+  [['--upstream-data-networks', 'none'], { upstreamDataNetworks: [] }],
+  [['--upstream-data-networks', '169.254.0.0/16'], { upstreamDataNetworks: ['169.254.0.0/16'] }],
+  [['--upstream-data-networks', '172.16.40.0/24, fd00::/8,'], { upstreamDataNetworks: ['172.16.40.0/24', 'fd00::/8'] }],
+  [['--upstream-data-low-ports'], { upstreamDataLowPorts: true }],
 ]
 
 t.test('each flag', async (t) => {
@@ -95,6 +115,13 @@ t.test('environment', async (t) => {
     FTP_PROXY_MAX_LINE_LENGTH: '1024',
     FTP_PROXY_LOG_LEVEL: 'debug',
     FTP_PROXY_METRICS_LISTEN: 'off',
+    FTP_PROXY_DATA_IDLE_TIMEOUT: '1m',
+    FTP_PROXY_CLOSE_TIMEOUT: '500ms',
+    FTP_PROXY_MAX_LEASES_PER_SESSION: '2',
+    FTP_PROXY_MAX_LEASES_PER_CLIENT: '20',
+    FTP_PROXY_CLIENT_IPV6_PREFIX: '56',
+    FTP_PROXY_UPSTREAM_DATA_NETWORKS: '10.0.0.0/8,198.51.100.0/24',
+    FTP_PROXY_UPSTREAM_DATA_LOW_PORTS: 'true',
   })
   t.same(config, {
     listen: [
@@ -111,6 +138,13 @@ t.test('environment', async (t) => {
     idleTimeoutMs: 3000,
     shutdownGraceMs: 240000,
     greetingTimeoutMs: 30000,
+    dataIdleTimeoutMs: 60000,
+    closeTimeoutMs: 500,
+    maxLeasesPerSession: 2,
+    maxLeasesPerClient: 20,
+    clientIpv6Prefix: 56,
+    upstreamDataNetworks: ['10.0.0.0/8', '198.51.100.0/24'],
+    upstreamDataLowPorts: true,
     maxSessions: 2000,
     maxSessionsPerClient: 200,
     allowClients: [],
@@ -120,6 +154,9 @@ t.test('environment', async (t) => {
     configFile: null,
   })
   t.equal(load(UP, { FTP_PROXY_LOG_LEVEL: '' }).logLevel, 'info', 'an empty variable counts as unset')
+  t.equal(load(UP, { FTP_PROXY_UPSTREAM_DATA_NETWORKS: '' }).upstreamDataNetworks, null, 'empty: the default rule, not none')
+  t.same(load(UP, { FTP_PROXY_UPSTREAM_DATA_NETWORKS: 'none' }).upstreamDataNetworks, [])
+  t.equal(load(UP, { FTP_PROXY_UPSTREAM_DATA_LOW_PORTS: 'false' }).upstreamDataLowPorts, false)
 })
 
 t.test('config files', async (t) => {
@@ -136,6 +173,13 @@ t.test('config files', async (t) => {
     idleTimeoutMs: 120000,
     shutdownGraceMs: 3600000,
     greetingTimeoutMs: 30000,
+    dataIdleTimeoutMs: 600000,
+    closeTimeoutMs: 2000,
+    maxLeasesPerSession: 4,
+    maxLeasesPerClient: 50,
+    clientIpv6Prefix: 64,
+    upstreamDataNetworks: null,
+    upstreamDataLowPorts: false,
     maxSessions: 2000,
     maxSessionsPerClient: 200,
     allowClients: [],
@@ -160,6 +204,13 @@ t.test('config files', async (t) => {
     idleTimeoutMs: 600000,
     shutdownGraceMs: 5000,
     greetingTimeoutMs: 30000,
+    dataIdleTimeoutMs: 600000,
+    closeTimeoutMs: 2000,
+    maxLeasesPerSession: 4,
+    maxLeasesPerClient: 50,
+    clientIpv6Prefix: 64,
+    upstreamDataNetworks: null,
+    upstreamDataLowPorts: false,
     maxSessions: 2000,
     maxSessionsPerClient: 200,
     allowClients: [],
@@ -180,6 +231,34 @@ t.test('config files', async (t) => {
   })
   t.same(asked, ['proxy.yml'], 'the injected reader gets the path')
   t.same(config.upstream, { host: '192.0.2.5', port: 21 })
+})
+
+// The settings of the hostile-peer limits and the data-address policy, as a file may write them.
+const fileCases: ReadonlyArray<readonly [string, Partial<Config>]> = [
+  ['dataIdleTimeout: 90', { dataIdleTimeoutMs: 90000 }],
+  ['dataIdleTimeout: 2m', { dataIdleTimeoutMs: 120000 }],
+  ['closeTimeout: 1', { closeTimeoutMs: 1000 }],
+  ['maxLeasesPerSession: 8', { maxLeasesPerSession: 8 }],
+  ['maxLeasesPerClient: "7"', { maxLeasesPerClient: 7 }],
+  ['clientIpv6Prefix: 48', { clientIpv6Prefix: 48 }],
+  ['upstreamDataNetworks: none', { upstreamDataNetworks: [] }],
+  ['upstreamDataNetworks: []', { upstreamDataNetworks: [] }],
+  ['upstreamDataNetworks: [169.254.169.0/24, "2001:db8::/32"]', { upstreamDataNetworks: ['169.254.169.0/24', '2001:db8::/32'] }],
+  ['upstreamDataNetworks: 10.0.0.0/8', { upstreamDataNetworks: ['10.0.0.0/8'] }],
+  ['upstreamDataLowPorts: true', { upstreamDataLowPorts: true }],
+  ['upstreamDataLowPorts: false', { upstreamDataLowPorts: false }],
+]
+
+t.test('the data limits and data-address settings in a file', async (t) => {
+  for (const [text, expected] of fileCases) {
+    const config = loadConfig(['--config', 'f.yaml'], {}, () => `upstream: 192.0.2.1:21\n${text}\n`)
+    t.same(config, { ...DEFAULTS, upstream: { host: '192.0.2.1', port: 21 }, configFile: 'f.yaml', ...expected }, text)
+  }
+  const json = loadConfig(['--config', 'f.json'], {}, () => '{"upstream": "192.0.2.1:21", "upstreamDataLowPorts": true, "upstreamDataNetworks": ["10.1.0.0/16"]}')
+  t.same([json.upstreamDataLowPorts, json.upstreamDataNetworks], [true, ['10.1.0.0/16']], 'JSON')
+  // A flag over the file, as for every setting.
+  const both = loadConfig(['--config', 'f.yaml', '--upstream-data-networks', 'none'], {}, () => 'upstream: 192.0.2.1:21\nupstreamDataNetworks: 10.0.0.0/8\n')
+  t.same(both.upstreamDataNetworks, [])
 })
 
 t.test('precedence: flags, then environment, then file, then defaults', async (t) => {
@@ -233,6 +312,22 @@ const bad: ReadonlyArray<readonly [string, readonly string[], Record<string, str
   ['line length too small', [...UP, '--max-line-length', '511'], {}, 'maxLineLength', /511 bytes is out of range 512-1048576/],
   ['line length not a number', [...UP, '--max-line-length', '8k'], {}, 'maxLineLength', /"8k" is not a whole number of bytes/],
   ['log level', [...UP, '--log-level', 'verbose'], {}, 'logLevel', /"verbose" is not one of fatal, error, warn, info, debug, trace, silent/],
+  ['data idle zero', [...UP, '--data-idle-timeout', '0'], {}, 'dataIdleTimeout', /^dataIdleTimeout: "0" must be more than 0 \(from --data-idle-timeout\)$/],
+  ['data idle unit', UP, { FTP_PROXY_DATA_IDLE_TIMEOUT: '10min' }, 'dataIdleTimeout', /"10min" is not a duration.*\(from FTP_PROXY_DATA_IDLE_TIMEOUT\)$/],
+  ['close timeout too long', [...UP, '--close-timeout', '25h'], {}, 'closeTimeout', /^closeTimeout: "25h" is above the limit of 24h/],
+  ['leases per session zero', [...UP, '--max-leases-per-session', '0'], {}, 'maxLeasesPerSession', /^maxLeasesPerSession: "0" is not a whole number from 1 to 1000000/],
+  ['leases per client text', UP, { FTP_PROXY_MAX_LEASES_PER_CLIENT: 'lots' }, 'maxLeasesPerClient', /"lots" is not a whole number from 1 to 1000000 \(from FTP_PROXY_MAX_LEASES_PER_CLIENT\)$/],
+  ['ipv6 prefix 0', [...UP, '--client-ipv6-prefix', '0'], {}, 'clientIpv6Prefix', /^clientIpv6Prefix: "0" is not a prefix length from 1 to 128 bits/],
+  ['ipv6 prefix 129', [...UP, '--client-ipv6-prefix', '129'], {}, 'clientIpv6Prefix', /"129" is not a prefix length from 1 to 128 bits/],
+  ['ipv6 prefix slash', [...UP, '--client-ipv6-prefix', '/64'], {}, 'clientIpv6Prefix', /"\/64" is not a prefix length/],
+  ['data networks not a CIDR', [...UP, '--upstream-data-networks', '169.254.169.254'], {}, 'upstreamDataNetworks', /^upstreamDataNetworks: "169\.254\.169\.254" is not a CIDR such as 10\.0\.0\.0\/8/],
+  ['data networks bad bits', UP, { FTP_PROXY_UPSTREAM_DATA_NETWORKS: '10.0.0.0/33' }, 'upstreamDataNetworks', /"10\.0\.0\.0\/33" is not a CIDR.*\(from FTP_PROXY_UPSTREAM_DATA_NETWORKS\)$/],
+  ['data networks none and more', [...UP, '--upstream-data-networks', 'none,10.0.0.0/8'], {}, 'upstreamDataNetworks', /none cannot be combined with networks/],
+  ['data networks empty flag', [...UP, '--upstream-data-networks='], {}, 'upstreamDataNetworks', /is empty; give none or CIDR,\.\.\. \(leave it unset for the private-range rule\)/],
+  ['data networks only commas', [...UP, '--upstream-data-networks', ',,'], {}, 'upstreamDataNetworks', /",," names no network; give none or CIDR/],
+  ['low ports env', UP, { FTP_PROXY_UPSTREAM_DATA_LOW_PORTS: 'yes' }, 'upstreamDataLowPorts', /^upstreamDataLowPorts: "yes" is not true or false \(from FTP_PROXY_UPSTREAM_DATA_LOW_PORTS\)$/],
+  ['low ports flag with a value', [...UP, '--upstream-data-low-ports=false'], {}, 'arguments', /'--upstream-data-low-ports' does not take an argument/],
+  ['low ports twice', [...UP, '--upstream-data-low-ports', '--upstream-data-low-ports'], {}, 'upstreamDataLowPorts', /--upstream-data-low-ports is given 2 times; give it once/],
   ['unknown flag', [...UP, '--upstrem', 'x'], {}, 'arguments', /Unknown option '--upstrem'/],
   ['--help is not for loadConfig', ['--help'], {}, 'arguments', /Unknown option '--help'/],
   ['flag without value', ['--upstream'], {}, 'arguments', /argument missing/],
@@ -270,6 +365,13 @@ const badFileValues: ReadonlyArray<readonly [string, string, RegExp]> = [
   ['logLevel: null', 'logLevel', /expected one of fatal, .* as a string, got null/],
   ['advertiseAddress: {a: 1}', 'advertiseAddress', /got a mapping/],
   ['config: other.yaml', 'config', /^config: unknown setting in f\.yaml/],
+  ['upstreamDataLowPorts: 1', 'upstreamDataLowPorts', /1 is not true or false/],
+  ['upstreamDataNetworks: [none, 10.0.0.0/8]', 'upstreamDataNetworks', /none cannot be combined with networks/],
+  ['upstreamDataNetworks: {a: 1}', 'upstreamDataNetworks', /expected CIDR,\.\.\. or a list of CIDRs, got a mapping/],
+  ['upstreamDataNetworks: null', 'upstreamDataNetworks', /expected CIDR,\.\.\. or a list of CIDRs, got null/],
+  ['clientIpv6Prefix: 64.5', 'clientIpv6Prefix', /64\.5 is not a prefix length from 1 to 128 bits/],
+  ['maxLeasesPerSession: -1', 'maxLeasesPerSession', /-1 is not a whole number from 1 to 1000000/],
+  ['closeTimeout: true', 'closeTimeout', /expected a duration such as "5s" or a number of seconds, got true/],
 ]
 
 t.test('bad values in a config file', async (t) => {
@@ -345,6 +447,13 @@ t.test('help text', async (t) => {
     ['max-sessions', 'FTP_PROXY_MAX_SESSIONS', 'default 2000'],
     ['max-sessions-per-client', 'FTP_PROXY_MAX_SESSIONS_PER_CLIENT', 'default 200'],
     ['allow-clients', 'FTP_PROXY_ALLOW_CLIENTS', 'default everyone'],
+    ['data-idle-timeout', 'FTP_PROXY_DATA_IDLE_TIMEOUT', 'default 10m'],
+    ['close-timeout', 'FTP_PROXY_CLOSE_TIMEOUT', 'default 2s'],
+    ['max-leases-per-session', 'FTP_PROXY_MAX_LEASES_PER_SESSION', 'default 4'],
+    ['max-leases-per-client', 'FTP_PROXY_MAX_LEASES_PER_CLIENT', 'default 50'],
+    ['client-ipv6-prefix', 'FTP_PROXY_CLIENT_IPV6_PREFIX', 'default 64'],
+    ['upstream-data-networks', 'FTP_PROXY_UPSTREAM_DATA_NETWORKS', 'default unset (private ranges)'],
+    ['upstream-data-low-ports', 'FTP_PROXY_UPSTREAM_DATA_LOW_PORTS', 'default false'],
   ]
   // One block per option, from its `  --flag` line to the next; line breaks read as spaces.
   const blocks = help.split(/\n(?=  --)/).map((b) => b.replace(/\s+/g, ' '))
@@ -354,6 +463,8 @@ t.test('help text', async (t) => {
     t.match(block, `${dflt}`, flag)
   }
   t.match(help, /a duration may be a number meaning\s+seconds/, 'the rule for numbers in files')
+  t.match(help, /\n  --upstream-data-low-ports\n/, 'a switch shows no argument')
+  t.match(help, /upstreamDataLowPorts true or false/)
   for (const line of help.split('\n')) t.ok(line.length <= 80, `fits 80 columns: ${line}`)
 })
 
