@@ -1,7 +1,9 @@
 // The text form of a report: what was sent and seen, step by step, then the verdict in plain
-// words. Pure. The password is not in the report, so it cannot be printed.
+// words. Pure. The password is not in the report, so it cannot be printed. Every line goes
+// through printable(): server text reaches the terminal with its control bytes escaped.
 
 import { formatEndpoint } from '../config.js'
+import { printable } from './printable.js'
 import type { DiagnoseReport, PassiveFindings, Probe } from './report.js'
 import { count } from './verdict.js'
 
@@ -25,7 +27,8 @@ export function renderText(r: DiagnoseReport): string {
   out.push(`Root cause: ${r.verdict.cause}`)
   section(out, 'Fix (any one of)', r.verdict.fix)
   section(out, 'Notes', r.verdict.notes)
-  return `${out.join('\n')}\n`
+  // Each entry is one line of ours; any LF or control inside it came from a value.
+  return `${out.map(printable).join('\n')}\n`
 }
 
 function passiveLines(m: PassiveFindings): string[] {

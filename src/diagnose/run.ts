@@ -3,6 +3,7 @@
 // nothing to diagnose (no control connection, login refused).
 
 import { parseDiagnoseArgs, USAGE } from './args.js'
+import { jsonText, printable } from './printable.js'
 import { gatherFindings } from './probe.js'
 import { renderText } from './render.js'
 import type { DiagnoseReport } from './report.js'
@@ -17,13 +18,13 @@ export interface DiagnoseOutput {
 export async function runDiagnose(argv: readonly string[], out: DiagnoseOutput): Promise<number> {
   const args = parseDiagnoseArgs(argv)
   if (!args.ok) {
-    out.stderr(`ftp-pasv-proxy diagnose: ${args.message}\n${USAGE}\n`)
+    out.stderr(`ftp-pasv-proxy diagnose: ${printable(args.message)}\n${USAGE}\n`)
     return 2
   }
   const findings = await gatherFindings(args.options)
   const report: DiagnoseReport = { ...findings, ...judge(findings) }
-  out.stdout(args.options.json ? `${JSON.stringify(report, null, 2)}\n` : renderText(report))
+  out.stdout(args.options.json ? `${jsonText(report)}\n` : renderText(report))
   // Scripts reading --json still learn on stderr why there was nothing to diagnose.
-  if (report.exitCode === 2) out.stderr(`ftp-pasv-proxy diagnose: ${report.verdict.cause}\n`)
+  if (report.exitCode === 2) out.stderr(`ftp-pasv-proxy diagnose: ${printable(report.verdict.cause)}\n`)
   return report.exitCode
 }
