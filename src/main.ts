@@ -21,7 +21,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (first === 'diagnose') {
     const { runDiagnose } = await import('./diagnose/run.js')
-    return runDiagnose(rest, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) })
+    return runDiagnose(rest, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) }, process.env)
   }
   if (first === 'demo') {
     const { runDemo } = await import('./demo/run.js')

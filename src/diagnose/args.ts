@@ -1,5 +1,5 @@
-// `diagnose` arguments: ftp://[user[:password]@]host[:port][/path] [--json] [--timeout DURATION].
-// Pure: words in, options or a usage message out.
+// `diagnose` arguments: ftp://[user[:password]@]host[:port][/path] [--password-env VAR] [--json]
+// [--timeout DURATION]. Pure: words and the environment in, options or a usage message out.
 
 import { parseArgs } from 'node:util'
 
@@ -8,7 +8,7 @@ export interface DiagnoseOptions {
   readonly port: number
   /** URL-decoded; `anonymous` when the URL names no user. */
   readonly user: string
-  /** URL-decoded; `anonymous@` when the URL names none. Never printed. */
+  /** URL-decoded, or the value of the --password-env variable; `anonymous@` when neither gives one. Never printed. */
   readonly password: string
   /** The directory to LIST (URL-decoded path without the leading '/'); null lists the login directory. */
   readonly path: string | null
@@ -19,7 +19,27 @@ export interface DiagnoseOptions {
 
 export type ParsedArgs = { readonly ok: true; readonly options: DiagnoseOptions } | { readonly ok: false; readonly message: string }
 
-export const USAGE = 'usage: ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port][/dir] [--json] [--timeout 3s]'
+export const USAGE = 'usage: ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port][/dir] [--password-env VAR] [--json] [--timeout 3s]'
+
+export const HELP = `${USAGE}
+
+Checks an FTP server's passive mode as a client sees it: logs in, sends PASV and EPSV, dials the
+addresses they name, lists a directory over each one that answers, and prints the root cause
+and the fix. Run it from where the clients are.
+
+  ftp://...            the server; anonymous login unless the URL names a user. User,
+                       password and path are URL-decoded (p%40ss is p@ss).
+  --password-env VAR   take the password from the environment variable VAR instead of the
+                       URL, so it is not in the process list (ps shows a command line):
+                       FTP_PASSWORD=... ftp-pasv-proxy diagnose ftp://alice@host --password-env FTP_PASSWORD
+  --json               print the report as JSON
+  --timeout DURATION   limit on each connect and each wait for a reply or listing data
+                       (250ms, 3s, 1m or whole seconds; default 3s, at most 10m)
+  -h, --help           this text
+
+Exit 0 healthy, 1 a passive-mode fault found, 2 usage error or nothing to diagnose.
+Details: docs/diagnose.md.
+`
 
 const DEFAULT_TIMEOUT_MS = 3_000
 // A diagnosis waits at most this long per step; more is surely a unit mistake.
@@ -28,12 +48,13 @@ const MAX_TIMEOUT_MS = 600_000
 const DURATION = /^(\d+)(ms|s|m|h)?$/
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const
 
-export function parseDiagnoseArgs(argv: readonly string[]): ParsedArgs {
+/** `env` is read only for the variable --password-env names. */
+export function parseDiagnoseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): ParsedArgs {
   let parsed
   try {
     parsed = parseArgs({
       args: [...argv],
-      options: { json: { type: 'boolean' }, timeout: { type: 'string' } },
+      options: { json: { type: 'boolean' }, timeout: { type: 'string' }, 'password-env': { type: 'string' } },
       allowPositionals: true,
       strict: true,
     })
@@ -47,7 +68,25 @@ export function parseDiagnoseArgs(argv: readonly string[]): ParsedArgs {
   if (typeof timeoutMs === 'string') return usage(timeoutMs)
   const target = parseFtpUrl(positionals[0] as string)
   if (typeof target === 'string') return usage(target)
-  return { ok: true, options: { ...target, json: values.json === true, timeoutMs } }
+  const { passwordGiven, ...fields } = target
+  const variable = values['password-env']
+  if (variable === undefined) return { ok: true, options: { ...fields, json: values.json === true, timeoutMs } }
+  const password = passwordFrom(variable, env, passwordGiven)
+  if (password.error !== undefined) return usage(password.error)
+  return { ok: true, options: { ...fields, password: password.value, json: values.json === true, timeoutMs } }
+}
+
+/** The password held by the environment variable `name`, or what is wrong. Never repeats a password. */
+function passwordFrom(name: string, env: Readonly<Record<string, string | undefined>>, inUrl: boolean): { value: string; error?: never } | { value?: never; error: string } {
+  // A name, not a value: someone who passes the password itself is not told it back.
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return { error: '--password-env takes the name of an environment variable (letters, digits and _)' }
+  if (inUrl) return { error: `the URL has a password and --password-env names ${name} too: give the password one way` }
+  const value = env[name]
+  if (value === undefined) return { error: `--password-env: ${name} is not set in the environment` }
+  if (value === '') return { error: `--password-env: ${name} is empty` }
+  // As for the URL: a CR or LF would end PASS early and smuggle in another command.
+  if (/[\r\n]/.test(value)) return { error: `--password-env: ${name} must not contain CR or LF` }
+  return { value }
 }
 
 function usage(message: string): ParsedArgs {
@@ -65,7 +104,7 @@ function parseTimeout(text: string): number | string {
 }
 
 /** The URL's parts, or the message saying what is wrong. The message never repeats a password. */
-function parseFtpUrl(text: string): Omit<DiagnoseOptions, 'json' | 'timeoutMs'> | string {
+function parseFtpUrl(text: string): (Omit<DiagnoseOptions, 'json' | 'timeoutMs'> & { passwordGiven: boolean }) | string {
   let url: URL
   try {
     url = new URL(text)
@@ -92,7 +131,7 @@ function parseFtpUrl(text: string): Omit<DiagnoseOptions, 'json' | 'timeoutMs'> 
   if ([user, password, path].some((field) => /[\r\n]/.test(field))) {
     return 'user, password and path must not contain CR or LF'
   }
-  return { host, port, user, password, path: path === '' ? null : path }
+  return { host, port, user, password, passwordGiven: url.password !== '', path: path === '' ? null : path }
 }
 
 /** The text with anything between '//' and the last '@' hidden: it may hold a password. */

@@ -1,8 +1,8 @@
-// `ftp-pasv-proxy diagnose URL [--json] [--timeout 3s]`: gather (probe.ts), judge (verdict.ts),
+// `ftp-pasv-proxy diagnose URL [--password-env VAR] [--json] [--timeout 3s]`: gather (probe.ts), judge (verdict.ts),
 // print (render.ts or JSON). Exit 0 healthy, 1 a passive-mode fault found, 2 usage error or
 // nothing to diagnose (no control connection, login refused).
 
-import { parseDiagnoseArgs, USAGE } from './args.js'
+import { HELP, parseDiagnoseArgs, USAGE } from './args.js'
 import { jsonText, printable } from './printable.js'
 import { gatherFindings } from './probe.js'
 import { renderText } from './render.js'
@@ -14,9 +14,13 @@ export interface DiagnoseOutput {
   readonly stderr: (s: string) => void
 }
 
-/** `argv` is the words after `diagnose`. */
-export async function runDiagnose(argv: readonly string[], out: DiagnoseOutput): Promise<number> {
-  const args = parseDiagnoseArgs(argv)
+/** `argv` is the words after `diagnose`; `env` is read only for the variable --password-env names. */
+export async function runDiagnose(argv: readonly string[], out: DiagnoseOutput, env: Readonly<Record<string, string | undefined>> = {}): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    out.stdout(HELP)
+    return 0
+  }
+  const args = parseDiagnoseArgs(argv, env)
   if (!args.ok) {
     out.stderr(`ftp-pasv-proxy diagnose: ${printable(args.message)}\n${USAGE}\n`)
     return 2

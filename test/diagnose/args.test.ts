@@ -23,6 +23,34 @@ t.test('URLs and flags that are accepted', async (t) => {
   }
 })
 
+t.test('--password-env VAR: the password from the environment, never repeated in a message', async (t) => {
+  const env = { DIAG_PW: 'p@ss:w0rd', EMPTY: '', CRLF: 'x\r\nDELE y' }
+  const ok = parseDiagnoseArgs(['ftp://alice@h', '--password-env', 'DIAG_PW'], env)
+  t.ok(ok.ok)
+  if (ok.ok) t.match(ok.options, { user: 'alice', password: 'p@ss:w0rd' })
+  const anon = parseDiagnoseArgs(['--password-env=DIAG_PW', 'ftp://h'], env)
+  t.ok(anon.ok)
+  if (anon.ok) t.match(anon.options, { user: 'anonymous', password: 'p@ss:w0rd' }, 'anonymous with the given password')
+  const table: Array<[string[], RegExp]> = [
+    [['ftp://alice@h', '--password-env', 'NOT_SET'], /^--password-env: NOT_SET is not set in the environment$/],
+    [['ftp://alice@h', '--password-env', 'EMPTY'], /^--password-env: EMPTY is empty$/],
+    [['ftp://alice@h', '--password-env', 'CRLF'], /^--password-env: CRLF must not contain CR or LF$/],
+    [['ftp://alice:hunter2@h', '--password-env', 'DIAG_PW'], /^the URL has a password and --password-env names DIAG_PW too: give the password one way$/],
+    [['ftp://alice@h', '--password-env', 'hunter2!'], /^--password-env takes the name of an environment variable/],
+    [['ftp://alice@h', '--password-env'], /--password-env/],
+  ]
+  for (const [argv, re] of table) {
+    const r = parseDiagnoseArgs(argv, env)
+    t.notOk(r.ok, argv.join(' '))
+    if (!r.ok) {
+      t.match(r.message, re, argv.join(' '))
+      t.notMatch(r.message, /hunter2|p@ss:w0rd|DELE/, 'no password repeated')
+    }
+  }
+  const noEnv = parseDiagnoseArgs(['ftp://alice@h', '--password-env', 'DIAG_PW'])
+  t.notOk(noEnv.ok, 'the environment is read only when given')
+})
+
 t.test('usage errors', async (t) => {
   const table: Array<[string[], RegExp]> = [
     [[], /^no URL given$/],
