@@ -18,7 +18,9 @@ die() { echo "install-deps: $*" >&2; exit 1; }
 
 # The tools the tests run, installed with apt (no recommends: prometheus would pull in exporters).
 # util-linux (essential anyway) has setpriv, which gives each test server a parent-death signal.
-apt_pkgs=(curl wget lftp python3 iproute2 nftables prometheus openssl perl util-linux systemd)
+# python3-pyftpdlib is a fourth FTP server (test/diagnose/pyftpdlib.test.ts), pure Python and
+# without Conflicts: ftp-server, so apt installs it alongside.
+apt_pkgs=(curl wget lftp python3 python3-pyftpdlib iproute2 nftables prometheus openssl perl util-linux systemd)
 
 # Cache dir name -> the Debian packages unpacked into it. proftpd-core holds the proftpd binary,
 # ftpasswd and the modules dir (usr/lib/proftpd); mod-crypto adds mod_tls.so, which
@@ -136,6 +138,8 @@ check curl --version
 check wget --version
 check lftp --version
 check python3 --version
+# Debian's module is for the system interpreter, which need not be the python3 first on PATH.
+check /usr/bin/python3 -c 'import pyftpdlib; print("pyftpdlib", pyftpdlib.__ver__)'
 check openssl version
 check ip -V
 check nft --version

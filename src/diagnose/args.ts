@@ -19,7 +19,7 @@ export interface DiagnoseOptions {
 
 export type ParsedArgs = { readonly ok: true; readonly options: DiagnoseOptions } | { readonly ok: false; readonly message: string }
 
-export const USAGE = 'usage: ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port][/dir] [--password-env VAR] [--json] [--timeout 3s]'
+export const USAGE = 'usage: ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port][/dir] [--password-env VAR] [--json] [--timeout 10s]'
 
 export const HELP = `${USAGE}
 
@@ -34,14 +34,18 @@ and the fix. Run it from where the clients are.
                        FTP_PASSWORD=... ftp-pasv-proxy diagnose ftp://alice@host --password-env FTP_PASSWORD
   --json               print the report as JSON
   --timeout DURATION   limit on each connect and each wait for a reply or listing data
-                       (250ms, 3s, 1m or whole seconds; default 3s, at most 10m)
+                       (250ms, 3s, 1m or whole seconds; default 10s, at most 10m)
   -h, --help           this text
 
 Exit 0 healthy, 1 a passive-mode fault found, 2 usage error or nothing to diagnose.
 Details: docs/diagnose.md.
 `
 
-const DEFAULT_TIMEOUT_MS = 3_000
+// Servers delay the reply to a wrong password on purpose, against guessing: pyftpdlib by 3 s
+// (auth_failed_timeout), vsftpd by 1 s (delay_failed_login). A limit at or near that reports a
+// refused login as silence; 10 s leaves room for those delays plus a slow link, and costs
+// nothing when the server answers (a blackholed data address costs it once per probe).
+const DEFAULT_TIMEOUT_MS = 10_000
 // A diagnosis waits at most this long per step; more is surely a unit mistake.
 const MAX_TIMEOUT_MS = 600_000
 // The duration grammar of the proxy's settings (config.ts parseDuration, which is not exported).

@@ -1,4 +1,4 @@
-// `ftp-pasv-proxy diagnose URL [--password-env VAR] [--json] [--timeout 3s]`: gather (probe.ts), judge (verdict.ts),
+// `ftp-pasv-proxy diagnose URL [--password-env VAR] [--json] [--timeout 10s]`: gather (probe.ts), judge (verdict.ts),
 // print (render.ts or JSON). Exit 0 healthy, 1 a passive-mode fault found, 2 usage error or
 // nothing to diagnose (no control connection, login refused).
 

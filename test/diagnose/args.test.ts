@@ -5,7 +5,7 @@ import { parseDiagnoseArgs } from '../../src/diagnose/args.js'
 
 t.test('URLs and flags that are accepted', async (t) => {
   const table: Array<[string[], Record<string, unknown>]> = [
-    [['ftp://ftp.example'], { host: 'ftp.example', port: 21, user: 'anonymous', password: 'anonymous@', path: null, json: false, timeoutMs: 3000 }],
+    [['ftp://ftp.example'], { host: 'ftp.example', port: 21, user: 'anonymous', password: 'anonymous@', path: null, json: false, timeoutMs: 10_000 }],
     [['ftp://127.0.0.1:2121/', '--json'], { host: '127.0.0.1', port: 2121, path: null, json: true }],
     [['ftp://alice@h'], { user: 'alice', password: 'anonymous@' }],
     [['ftp://al%20ice:p%40ss%3Aw0rd@h:21'], { user: 'al ice', password: 'p@ss:w0rd', port: 21 }],

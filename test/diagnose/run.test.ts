@@ -29,7 +29,7 @@ function report(stdout: string): DiagnoseReport {
 
 t.test('usage errors exit 2 with the reason and the usage on stderr, nothing on stdout', async (t) => {
   const table: Array<[string[], RegExp]> = [
-    [[], /^ftp-pasv-proxy diagnose: no URL given\nusage: ftp-pasv-proxy diagnose ftp:\/\/\[user\[:password\]@\]host\[:port\]\[\/dir\] \[--password-env VAR\] \[--json\] \[--timeout 3s\]\n$/],
+    [[], /^ftp-pasv-proxy diagnose: no URL given\nusage: ftp-pasv-proxy diagnose ftp:\/\/\[user\[:password\]@\]host\[:port\]\[\/dir\] \[--password-env VAR\] \[--json\] \[--timeout 10s\]\n$/],
     [['not a url'], /^ftp-pasv-proxy diagnose: "not a url" is not a URL/],
     [['http://127.0.0.1:23199'], /must start with ftp:\/\//],
     [['ftp://127.0.0.1:23199', '--jsno'], /Unknown option '--jsno'/],
