@@ -7,7 +7,13 @@ import { ProxyError } from '../errors.js'
 
 export interface PortLease {
   readonly port: number
-  readonly server: net.Server
+  /**
+   * Hands the port's connections and listener errors to their owner. Until it is called, a
+   * connection (a port scanner, say, while the server's data port is still being dialled) is
+   * reset at once and an error is dropped: the listener has both handlers before it listens
+   * (ftp-srv src/connector/passive.js), so nothing is ever accepted and left unowned.
+   */
+  accept(onConnection: (socket: net.Socket) => void, onError: (err: Error) => void): void
   /** Closes the listener and returns the port to the pool. Safe to call twice. */
   release(): void
 }
@@ -49,7 +55,14 @@ export class PortPool {
       this.#leased.add(port)
       // maxConnections 1: a pool port carries one data connection; pauseOnConnect: no byte is
       // read before the peer's address is checked.
-      const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true })
+      let owner: { onConnection: (socket: net.Socket) => void; onError: (err: Error) => void } | null = null
+      const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
+        if (owner === null) {
+          socket.on('error', () => {})
+          socket.resetAndDestroy()
+        } else owner.onConnection(socket)
+      })
+      server.on('error', (err) => owner?.onError(err))
       server.maxConnections = 1
       try {
         await listen(server, host, port)
@@ -62,10 +75,13 @@ export class PortPool {
       let released = false
       return {
         port,
-        server,
+        accept: (onConnection, onError) => {
+          owner = { onConnection, onError }
+        },
         release: () => {
           if (released) return
           released = true
+          owner = null
           server.close()
           this.#leased.delete(port)
           this.#onChange?.()

@@ -14,6 +14,15 @@ export interface Reply {
 const CODE_START = /^(\d{3})([ -]|$)/
 
 /**
+ * Where a reply line stands (RFC 959 4.2), for a reader that passes replies on line by line:
+ * its code, and whether it opens a multi-line reply (`ddd-`); null for a line with no code.
+ */
+export function replyLineCode(text: string): { readonly code: number; readonly opens: boolean } | null {
+  const m = CODE_START.exec(text)
+  return m === null ? null : { code: Number(m[1]), opens: m[2] === '-' }
+}
+
+/**
  * Groups reply lines into replies. RFC 959 4.2: a multi-line reply starts with `ddd-` and ends
  * on a line that starts with the same code followed by a space (or ends there); the lines in
  * between may say anything, including other codes.

@@ -1,12 +1,26 @@
 // One client <-> server control session: relays commands and replies, rewrites passive replies,
 // and owns the session's data leases. Built over plain Duplex streams so that both sides can be
 // swapped for TLS sockets after AUTH TLS.
+//
+// Its shape (what the hostile-peer review taught, DESIGN.md):
+// - Every command the client sends gets a slot, in order: the bytes the client is owed for it.
+//   Server replies fill the slots of forwarded commands in the order they were sent; the proxy's
+//   own replies are slots filled at once. The client's writer empties the slots in order, so a
+//   reply the proxy writes itself waits behind the replies to earlier commands, and nothing
+//   toward the client bypasses the one writer.
+// - Replies stream through line by line; only those the proxy must read whole (227/229, the
+//   replies to a passive request, a transfer's final reply) are assembled, within a bound.
+// - Flow control in one place (#flow): the client is read only while commands can be taken
+//   (few unanswered, both writers flowing), the server only while the client reads its replies.
+// - One teardown: a final reply, then the client leg is destroyed after --close-timeout
+//   whether or not it reads or closes; no exception from a peer's bytes leaves a handler.
 
 import type { Duplex } from 'node:stream'
+import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Config } from '../config-types.js'
 import { LineTooLongError, ProxyError } from '../errors.js'
-import { addressClass, dataCandidates, isIPv4, normalizeAddress } from '../net/address-policy.js'
+import { addressClass, dataTargets, isIPv4, normalizeAddress } from '../net/address-policy.js'
 import type { PortLease, PortPool } from '../net/port-pool.js'
 import type { CommandRefusal, FailureReason, LeaseOutcome, ProxyMetrics } from '../observe/metrics.js'
 import {
@@ -20,11 +34,27 @@ import {
   type ActiveTarget,
   type Command,
 } from '../protocol/commands.js'
-import { LineFramer } from '../protocol/line-framer.js'
-import { format227, format229, parsePassiveReply, replyText, ReplyAssembler, type Reply } from '../protocol/replies.js'
-import type { Socket } from 'node:net'
-import { connectTo, DataLease, DialError, dialFirst } from './data-relay.js'
+import { LineFramer, lineText } from '../protocol/line-framer.js'
+import { format227, format229, parsePassiveReply, replyLineCode } from '../protocol/replies.js'
+import { connectTo, DataLease, DialError, dialFirst, type DataLeaseOptions } from './data-relay.js'
 import { hintFor } from './hints.js'
+import { LegWriter } from './leg-writer.js'
+
+/** Bounds on what one session holds; injectable so that tests reach every overflow path. */
+export interface SessionLimits {
+  /** A reply the proxy reads whole (227/229, a transfer's final reply) longer than this ends the session. */
+  readonly maxReplyBytes: number
+  /** Commands not yet answered to the client, the proxy's own replies included; past this the client is not read. */
+  readonly maxPendingCommands: number
+  /** Reply bytes held back for the client (behind a reply being rewritten); past this the server is not read. */
+  readonly maxHeldReplyBytes: number
+}
+
+export const DEFAULT_LIMITS: SessionLimits = Object.freeze({
+  maxReplyBytes: 64 * 1024,
+  maxPendingCommands: 64,
+  maxHeldReplyBytes: 256 * 1024,
+})
 
 /** What the proxy shares with every session. */
 export interface SessionContext {
@@ -34,11 +64,18 @@ export interface SessionContext {
   /** Per upstream: the data address that answered last (tried first next time). */
   readonly dataMemory: { lastAnswered: string | null }
   readonly nextLeaseId: () => number
+  /** Leases held now per client key (--max-leases-per-client), shared by every session. */
+  readonly clientLeases: Map<string, number>
+  /** The proxy host's own addresses, never dialled for data by default. */
+  readonly ownAddresses: () => ReadonlySet<string>
+  readonly limits?: SessionLimits
 }
 
 /** The addresses of one session, normalised (no `::ffff:` prefix). */
 export interface SessionEndpoints {
   readonly clientAddress: string
+  /** What the client counts under for per-client limits (IPv6 grouped by --client-ipv6-prefix). */
+  readonly clientKey: string
   readonly clientPort: number
   /** The local address the client dialled: advertised by default, and where pool ports bind. */
   readonly localAddress: string
@@ -51,65 +88,97 @@ export interface SessionEndpoints {
   readonly upstreamLocalPort: number
 }
 
-interface PendingCommand {
-  readonly command: Command
-  /** The lease a transfer command uses, and whether the server has sent its 1xx. */
-  lease?: DataLease
-  preliminary?: boolean
-  /**
-   * For a data-connection setup: what the client gets back. 227 after PASV, 229 after EPSV
-   * (whatever the server answered), or 'active' after PORT/EPRT turned into a passive request.
-   */
-  form?: 227 | 229 | 'active'
-  /** For PORT/EPRT: where the client listens. */
-  active?: ActiveTarget
-  /** An EPSV already retried as PASV toward a server without EPSV. */
-  retried?: boolean
-  /** A reply the proxy gives itself; sent when every earlier command has its reply. */
-  local?: Buffer
-  /** For PORT/EPRT in relay mode: the lease the server connects to. */
-  relayed?: DataLease
+/** What the client is owed for one command (or for the server's greeting). */
+type Expect =
+  | { readonly type: 'greeting' }
+  /** A command passed on; its reply streams through. */
+  | { readonly type: 'plain' }
+  /** FEAT: its reply streams through without the features the proxy does not carry (TLS). */
+  | { readonly type: 'feat' }
+  /** PASV, EPSV, or PORT/EPRT made passive toward the server: the client gets `form`. */
+  | {
+      readonly type: 'passive'
+      readonly verb: string
+      readonly form: 227 | 229 | 'active'
+      readonly active: ActiveTarget | null
+      retried: boolean
+    }
+  /** A transfer command on a lease; `preliminary` once the server sent its 1xx. */
+  | { readonly type: 'transfer'; readonly lease: DataLease; preliminary: boolean }
+  /** A PORT/EPRT the proxy sent the server for --active-mode relay. */
+  | { readonly type: 'relayed'; readonly lease: DataLease }
+  /** A reply of the proxy's own. */
+  | { readonly type: 'local' }
+  /** A reply no command asked for (the server's 421 before it leaves, say). */
+  | { readonly type: 'unsolicited' }
+
+interface Slot {
+  readonly expect: Expect
+  /** Bytes for the client, in order, not yet handed to its writer. */
+  readonly out: Buffer[]
+  /** No more bytes will be added: the next slot may go once these are out. */
+  done: boolean
+  /** Called once the slot's last byte has been handed to the client's writer. */
+  onSent?: () => void
 }
 
-// Replies queued while a passive reply waits for a port or a connect; past this, the server leg
-// is not read until the client catches up.
-const MAX_QUEUED_REPLIES = 64
-// A reply (multi-line included) longer than this is an error, like a long line.
-const MAX_REPLY_BYTES = 64 * 1024
-// Commands sent but not answered; past this, the client leg is not read.
-const MAX_PENDING_COMMANDS = 64
-const END = Symbol('end')
+/** A server reply being read: streamed line by line, or assembled whole (`lines`). */
+interface Reading {
+  readonly slot: Slot
+  readonly code: number
+  readonly whole: boolean
+  readonly lines: Buffer[]
+  bytes: number
+}
+
+type State = 'open' | 'ending' | 'closed'
+
+// RFC 2389 feature lines start with a space; RFC 4217's are AUTH, PBSZ and PROT.
+const TLS_FEATURE = /^\s+(AUTH|PBSZ|PROT)(\s|$)/i
 
 export class ControlSession {
   readonly id: string
   readonly #client: Duplex
   readonly #upstream: Duplex
+  readonly #toClient: LegWriter
+  readonly #toServer: LegWriter
   readonly #ep: SessionEndpoints
   readonly #ctx: SessionContext
+  readonly #limits: SessionLimits
   readonly #log: Logger
   readonly #clientFramer: LineFramer
   readonly #upstreamFramer: LineFramer
-  readonly #assembler = new ReplyAssembler(MAX_REPLY_BYTES)
-  readonly #replies: Array<Reply | typeof END> = []
-  readonly #pending: PendingCommand[] = []
-  readonly #leases = new Set<DataLease>()
-  #current: DataLease | null = null
-  #draining = false
-  #endQueued = false
+  /** Every slot not yet handed to the client's writer, in the client's order. */
+  readonly #slots: Slot[] = []
+  /** Slots of forwarded commands still waiting for their final reply, in the order sent. */
+  readonly #awaiting: Slot[] = []
+  /** Bytes in the slots' `out` queues. */
+  #held = 0
+  #reading: Reading | null = null
+  /** The asynchronous reply work (#later), one at a time. */
+  #serial: Promise<void> = Promise.resolve()
   readonly #commands: Buffer[] = []
   #commandBusy = false
-  #greeted = false
+  readonly #leases = new Set<DataLease>()
+  /** Leases held, and being set up, by this session (--max-leases-per-session). */
+  #leaseCount = 0
+  #current: DataLease | null = null
   #epsvAll = false
   #serverNoEpsv = false
   #user: string | undefined
+  #quit = false
+  #greeted = false
+  #clientEnded = false
+  /** The server will answer nothing more: once the slots are out, the client leg ends. */
+  #serverGone = false
+  #state: State = 'open'
+  #closeReason: string | null = null
+  #closedLegs = 0
   #idleTimer: NodeJS.Timeout | null = null
   #greetTimer: NodeJS.Timeout | null = null
-  #closedLegs = 0
-  #closed = false
-  /** closeWith() was called: the final reply is on its way. */
-  #closing = false
-  #closeReason: string | null = null
-  #quit = false
+  #deadline: NodeJS.Timeout | null = null
+  /** Refusal reasons already logged at info in this session: the rest go to debug. */
+  readonly #refusalsLogged = new Set<CommandRefusal>()
   readonly #openedAt = performance.now()
   readonly #done: Promise<void>
   #resolveDone!: () => void
@@ -120,7 +189,10 @@ export class ControlSession {
     this.#upstream = upstream
     this.#ep = ep
     this.#ctx = ctx
+    this.#limits = ctx.limits ?? DEFAULT_LIMITS
     this.#log = log
+    this.#toClient = new LegWriter(client, () => this.#guard(() => this.#pump()))
+    this.#toServer = new LegWriter(upstream, () => this.#guard(() => this.#pump()))
     const maxLineBytes = ctx.config().maxLineBytes
     this.#clientFramer = new LineFramer({ maxLineBytes, acceptBareCr: isAborWithoutLf })
     this.#upstreamFramer = new LineFramer({ maxLineBytes })
@@ -137,25 +209,26 @@ export class ControlSession {
   /** Whether a data transfer is running (a lease in use, or a transfer awaiting its reply). */
   get transferActive(): boolean {
     for (const lease of this.#leases) if (lease.claimed) return true
-    return this.#pending.some((p) => p.lease !== undefined && !p.lease.ended)
+    return this.#slots.some((s) => s.expect.type === 'transfer' && !s.expect.lease.ended)
   }
 
   start(): void {
     const client = this.#client
     const upstream = this.#upstream
-    client.on('data', (chunk: Buffer) => this.#onClientData(chunk))
-    upstream.on('data', (chunk: Buffer) => this.#onUpstreamData(chunk))
+    client.on('data', (chunk: Buffer) => this.#guard(() => this.#onClientData(chunk)))
+    upstream.on('data', (chunk: Buffer) => this.#guard(() => this.#onUpstreamData(chunk)))
     // A FIN from the client is passed on; the server's last replies still reach the client.
-    client.on('end', () => upstream.end())
-    upstream.on('end', () => {
-      // The server left first (after a QUIT, that is the client's doing).
-      this.#closeReason ??= this.#quit ? 'client quit' : 'server closed the connection'
-      this.#queueEnd()
+    client.on('end', () => {
+      this.#clientEnded = true
+      this.#toServer.end()
     })
+    upstream.on('end', () => this.#guard(() => this.#onServerLeft()))
     client.on('error', (err) => this.#onError('client', err))
     upstream.on('error', (err) => this.#onError('upstream', err))
     client.on('close', () => this.#onLegClosed('client'))
     upstream.on('close', () => this.#onLegClosed('upstream'))
+    // RFC 959 5.4: the greeting (120 then 220, or 421) answers no command, and comes first.
+    this.#awaiting.push(this.#slot({ type: 'greeting' }))
     this.#armIdle()
     const greetMs = this.#ctx.config().greetingTimeoutMs
     this.#greetTimer = setTimeout(() => {
@@ -176,65 +249,86 @@ export class ControlSession {
 
   /** Closes the session now: both legs and every lease. Safe to call twice. */
   close(reason: string): void {
-    if (this.#closed) return
-    this.#closeReason = reason
+    if (this.#state === 'closed') return
+    this.#closeReason ??= reason
     this.#client.destroy()
     this.#upstream.destroy()
   }
 
-  /** Sends the client a final reply, then closes the session (idle timeout, shutdown, bad input). */
+  /**
+   * Sends the client a final reply, then closes the session (idle timeout, shutdown, bad input):
+   * the server leg at once, the client leg once it has the reply or --close-timeout later,
+   * whichever comes first. Safe to call twice; the first reason stands.
+   */
   closeWith(reply: string, reason: string): void {
-    if (this.#closed || this.#closing) return
-    this.#closing = true
-    this.#closeReason = reason
-    // Closed once flushed: a client that never closes its side must not hold the session.
-    this.#client.end(reply, () => this.#client.destroy())
+    if (this.#state !== 'open') return
+    this.#closeReason ??= reason
+    this.#beginEnding()
+    this.#serverGone = true
+    // Replies still owed will not come: the final reply goes behind what the client already has.
+    this.#slots.length = 0
+    this.#awaiting.length = 0
+    this.#held = 0
+    this.#reading = null
     this.#upstream.destroy()
+    this.#toClient.end(Buffer.from(reply))
+    this.#flow()
   }
 
   // ---- client -> server -------------------------------------------------------------------
 
   #onClientData(chunk: Buffer): void {
     // Once the session is ending (server gone, or a final reply sent), client bytes are dropped.
-    if (this.#endQueued || this.#closing) return
-    let lines: Buffer[]
+    if (this.#state !== 'open') return
+    let lines: readonly Buffer[]
+    let tooLong: LineTooLongError | null = null
     try {
       lines = this.#clientFramer.push(chunk)
     } catch (err) {
       if (!(err instanceof LineTooLongError)) throw err
-      this.#commands.push(...err.linesBefore)
-      this.#pumpCommands()
-      this.#log.warn({ limit: err.limit }, 'client sent a command line over the limit; closing')
-      this.closeWith(`500 Command line too long (limit ${err.limit} bytes).\r\n`, 'client line too long')
-      return
+      lines = err.linesBefore
+      tooLong = err
     }
     this.#commands.push(...lines)
-    this.#pumpCommands()
+    this.#pump()
+    if (tooLong !== null) {
+      this.#log.warn({ limit: tooLong.limit }, 'client sent a command line over the limit; closing')
+      this.closeWith(`500 Command line too long (limit ${tooLong.limit} bytes).\r\n`, 'client line too long')
+    }
+  }
+
+  /** Whether another command can be handled now without buffering more than the limits allow. */
+  #canTakeCommand(): boolean {
+    return (
+      this.#state === 'open' &&
+      !this.#commandBusy &&
+      this.#slots.length < this.#limits.maxPendingCommands &&
+      !this.#toClient.backedUp &&
+      !this.#toServer.backedUp
+    )
   }
 
   // Commands are handled one at a time, in order; one whose setup is asynchronous (a relayed
   // PORT needs a pool port first) holds the ones behind it, and the client leg is not read.
-  #pumpCommands(): void {
-    while (this.#commands.length > 0 && !this.#commandBusy && !this.#closed) {
+  #takeCommands(): void {
+    while (this.#commands.length > 0 && this.#canTakeCommand()) {
       const done = this.#onCommand(this.#commands.shift() as Buffer)
       if (done instanceof Promise) {
         this.#commandBusy = true
-        this.#client.pause()
-        void done.catch((err: unknown) => this.#internalError(err)).finally(() => {
-          this.#commandBusy = false
-          this.#resumeClient()
-          this.#pumpCommands()
-        })
+        done
+          .catch((err: unknown) => this.#internalError(err))
+          .finally(() => {
+            this.#commandBusy = false
+            this.#guard(() => this.#pump())
+          })
       }
     }
-    if (this.#pending.length >= MAX_PENDING_COMMANDS) this.#client.pause()
   }
 
   #onCommand(line: Buffer): void | Promise<void> {
     const command = parseCommand(line)
     this.#armIdle()
     this.#log.debug({ cmd: logSafe(command) }, 'command')
-    const entry: PendingCommand = { command }
     const config = this.#ctx.config()
     switch (command.verb) {
       case 'USER':
@@ -243,286 +337,394 @@ export class ControlSession {
       case 'QUIT':
         this.#quit = true
         break
-      case 'ABOR': {
+      case 'AUTH':
+      case 'PBSZ':
+      case 'PROT':
+        // RFC 4217: FTPS is not built yet. Answered at once, never passed on: after a server's
+        // 234 the client would start a TLS handshake the proxy cannot frame. Clients that only
+        // allow TLS (FileZilla's default, lftp's ftp:ssl-allow) go on in clear after a 5xx.
+        return this.#refuse(command, 'tls', `502 ${command.verb} is not supported by this proxy: TLS is not available through it.`)
+      case 'FEAT':
+        return this.#forward({ type: 'feat' }, line)
+      case 'ABOR':
         // RFC 959 4.1.3: ABOR ends the transfer in progress. A server that reads no urgent data
-        // notices only when its data connection closes, so the proxy closes both legs first,
+        // notices only when its data connection closes, so the proxy resets both legs first,
         // and sends a clean ABOR whatever Telnet bytes or lost LF came with it.
-        for (const p of this.#pending) if (p.lease !== undefined) p.lease.cancel('aborted')
-        this.#current?.cancel('aborted')
-        this.#forward(entry, Buffer.from('ABOR\r\n'))
-        return
-      }
+        for (const lease of [...this.#leases]) lease.cancel('aborted')
+        return this.#forward({ type: 'plain' }, Buffer.from('ABOR\r\n'))
       case 'LPSV':
       case 'LPRT':
         // RFC 1639 long addresses: refused, so clients fall back to what the proxy rewrites.
-        return this.#refuse(entry, 'unsupported', `502 ${command.verb} is not supported by this proxy; use EPSV or PASV.`)
+        return this.#refuse(command, 'unsupported', `502 ${command.verb} is not supported by this proxy; use EPSV or PASV.`)
       case 'PASV':
-        if (this.#epsvAll) return this.#refuse(entry, 'epsv_all', '503 PASV refused: EPSV ALL was sent, only EPSV is allowed (RFC 2428).')
-        entry.form = 227
-        this.#forward(entry, line)
-        return
+        if (this.#epsvAll) return this.#refuse(command, 'epsv_all', '503 PASV refused: EPSV ALL was sent, only EPSV is allowed (RFC 2428).')
+        return this.#forward({ type: 'passive', verb: command.verb, form: 227, active: null, retried: false }, line)
       case 'EPSV':
         if (command.arg.trim().toUpperCase() === 'ALL') {
           // RFC 2428 4: after EPSV ALL the client uses EPSV only; the proxy enforces that on
           // the client side and stays free to drive the server with PASV if it must.
           this.#epsvAll = true
-          this.#local(entry, '200 EPSV ALL command successful.')
-          return
+          return this.#local('200 EPSV ALL command successful.')
         }
-        entry.form = 229
         // The protocol argument (1 or 2) names the client's side; toward the server the proxy
         // uses its own control connection's family, or PASV for a server without EPSV.
-        this.#forward(entry, Buffer.from(this.#serverNoEpsv ? 'PASV\r\n' : 'EPSV\r\n'))
-        return
+        return this.#forward(
+          { type: 'passive', verb: command.verb, form: 229, active: null, retried: false },
+          Buffer.from(this.#serverNoEpsv ? 'PASV\r\n' : 'EPSV\r\n'),
+        )
       case 'PORT':
       case 'EPRT': {
-        if (this.#epsvAll) return this.#refuse(entry, 'epsv_all', `503 ${command.verb} refused: EPSV ALL was sent, only EPSV is allowed (RFC 2428).`)
-        let target = command.verb === 'PORT' ? parsePort(command.arg) : parseEprt(command.arg)
-        if (target === null) return this.#refuse(entry, 'malformed', `501 Syntax error in ${command.verb} parameters.`)
+        if (this.#epsvAll) return this.#refuse(command, 'epsv_all', `503 ${command.verb} refused: EPSV ALL was sent, only EPSV is allowed (RFC 2428).`)
+        const parsed = command.verb === 'PORT' ? parsePort(command.arg) : parseEprt(command.arg)
+        if (parsed === null) return this.#refuse(command, 'malformed', `501 Syntax error in ${command.verb} parameters.`)
         // lftp on loopback sends `EPRT |2|::|port|`: an unspecified address can only mean the
-        // client itself, and the proxy dials nothing else.
-        if (addressClass(target.host) === 'unspecified') target = { ...target, host: this.#ep.clientAddress }
+        // client itself, and the proxy dials nothing else. The address is dialled as checked:
+        // normalised, never the client's raw spelling of it.
+        const host = addressClass(parsed.host) === 'unspecified' ? this.#ep.clientAddress : normalizeAddress(parsed.host)
+        const target: ActiveTarget = { ...parsed, host }
         // RFC 2577 4: a data connection only to the control client's own address, never to a
         // privileged port (the FTP bounce attack).
-        if (normalizeAddress(target.host) !== this.#ep.clientAddress || target.port < 1024) {
-          return this.#refuse(entry, 'bounce', `504 ${command.verb} refused: the data address must be your own address and a port from 1024 up.`)
+        if (host !== this.#ep.clientAddress || target.port < 1024) {
+          return this.#refuse(command, 'bounce', `504 ${command.verb} refused: the data address must be your own address and a port from 1024 up.`)
         }
         if (config.activeMode === 'deny') {
-          return this.#refuse(entry, 'unsupported', `502 Active mode is disabled on this proxy; use PASV or EPSV.`)
+          return this.#refuse(command, 'unsupported', '502 Active mode is disabled on this proxy; use PASV or EPSV.')
         }
-        if (config.activeMode === 'relay') return this.#relayActive(entry, target)
-        entry.form = 'active'
-        entry.active = target
+        if (config.activeMode === 'relay') return this.#relayActive(command, target)
         // Active mode toward the client, passive toward the server: the proxy dials both.
-        this.#forward(entry, Buffer.from(this.#serverNoEpsv || this.#ep.upstreamFamily === 4 ? 'PASV\r\n' : 'EPSV\r\n'))
-        return
+        return this.#forward(
+          { type: 'passive', verb: command.verb, form: 'active', active: target, retried: false },
+          Buffer.from(this.#serverNoEpsv || this.#ep.upstreamFamily === 4 ? 'PASV\r\n' : 'EPSV\r\n'),
+        )
       }
       default:
         if (TRANSFER_VERBS.has(command.verb) && this.#current !== null && !this.#current.ended) {
-          entry.lease = this.#current
-          entry.lease.attach(command)
+          const lease = this.#current
+          lease.attach(command)
           this.#current = null
+          return this.#forward({ type: 'transfer', lease, preliminary: false }, line)
         }
     }
-    this.#forward(entry, line)
+    return this.#forward({ type: 'plain' }, line)
   }
 
   /**
    * `--active-mode relay`: a pool port on the server-facing side, the server told to connect to
    * it with PORT/EPRT naming the proxy, and the client dialled once the server has connected.
    */
-  async #relayActive(entry: PendingCommand, target: ActiveTarget): Promise<void> {
+  async #relayActive(command: Command, target: ActiveTarget): Promise<void> {
     const config = this.#ctx.config()
+    if (this.#current !== null && !this.#current.claimed) this.#current.cancel('replaced')
+    const limited = this.#takeLeaseSlot()
+    if (limited !== null) {
+      this.#failed('lease_limit', {})
+      return this.#local(`425 Can't open data connection: ${limited}.`)
+    }
     let portLease: PortLease
     try {
       portLease = await this.#ctx.pool.lease(this.#ep.upstreamLocalAddress)
     } catch (err) {
+      this.#giveLeaseSlot()
       if (!(err instanceof ProxyError && err.code === 'POOL_EXHAUSTED')) throw err
-      this.#ctx.metrics.leaseEnded({ result: 'failed', reason: 'pool_exhausted' })
-      this.#log.warn({ reason: 'pool_exhausted', hint: hintFor('pool_exhausted', null, null, this.#ep.upstreamAddress) }, 'data connection failed')
-      return this.#local(entry, "425 Can't open data connection: every port of the proxy's pool is in use.")
+      this.#failed('pool_exhausted', {})
+      return this.#local("425 Can't open data connection: every port of the proxy's pool is in use.")
     }
-    if (this.#closed) return portLease.release()
-    if (this.#current !== null && !this.#current.claimed) this.#current.cancel('replaced')
-    const lease = new DataLease({
-      id: this.#ctx.nextLeaseId(),
-      port: portLease,
-      upstream: null,
-      clientAddress: this.#ep.clientAddress,
-      relay: {
-        serverAddress: this.#ep.upstreamAddress,
-        client: { host: target.host, port: target.port, localAddress: this.#ep.localAddress, timeoutMs: config.connectTimeoutMs },
-      },
-      acceptTimeoutMs: config.dataAcceptTimeoutMs,
-      metrics: this.#ctx.metrics,
-      log: this.#log,
-      onEnd: (l, outcome) => this.#onLeaseEnd(l, outcome),
+    if (this.#isClosed()) {
+      this.#giveLeaseSlot()
+      return portLease.release()
+    }
+    const lease = this.#newLease(portLease, null, {
+      serverAddress: this.#ep.upstreamAddress,
+      client: { host: target.host, port: target.port, localAddress: this.#ep.localAddress, timeoutMs: config.connectTimeoutMs },
     })
-    this.#leases.add(lease)
-    this.#current = lease
-    entry.relayed = lease
     const own = this.#ep.upstreamLocalAddress
     const toServer =
       this.#ep.upstreamFamily === 4
         ? `PORT ${own.split('.').join(',')},${lease.port >> 8},${lease.port & 255}`
         : `EPRT |2|${own}|${lease.port}|`
-    this.#log.info({ lease: lease.id, toServer, activeTarget: `${target.host}:${target.port}` }, 'active mode relayed')
-    this.#forward(entry, Buffer.from(`${toServer}\r\n`))
+    this.#log.info({ lease: lease.id, cmd: logSafe(command), toServer, activeTarget: `${target.host}:${target.port}` }, 'active mode relayed')
+    this.#forward({ type: 'relayed', lease }, Buffer.from(`${toServer}\r\n`))
   }
 
-  #forward(entry: PendingCommand, bytes: Buffer): void {
-    this.#pending.push(entry)
-    this.#writeUpstream(bytes)
+  #slot(expect: Expect): Slot {
+    const slot: Slot = { expect, out: [], done: false }
+    this.#slots.push(slot)
+    return slot
+  }
+
+  #forward(expect: Expect, bytes: Buffer): void {
+    this.#awaiting.push(this.#slot(expect))
+    this.#toServer.write(bytes)
   }
 
   /** Answers a command without the server, counted by reason. */
-  #refuse(entry: PendingCommand, reason: CommandRefusal, text: string): void {
+  #refuse(command: Command, reason: CommandRefusal, text: string): void {
     this.#ctx.metrics.commandsRefused.inc({ reason })
-    this.#log.info({ cmd: logSafe(entry.command), reason, reply: text }, 'command refused')
-    this.#local(entry, text)
+    // The first refusal of a kind is worth a line; a client repeating it must not set the log volume.
+    const level = this.#refusalsLogged.has(reason) ? 'debug' : 'info'
+    this.#refusalsLogged.add(reason)
+    this.#log[level]({ cmd: logSafe(command), reason, reply: text }, 'command refused')
+    this.#local(text)
   }
 
-  /** Queues a reply of the proxy's own behind the replies to every earlier command. */
-  #local(entry: PendingCommand, text: string): void {
-    entry.local = Buffer.from(`${text}\r\n`)
-    this.#pending.push(entry)
-    if (this.#greeted && !this.#draining && this.#replies.length === 0) this.#flushLocal()
-  }
-
-  #flushLocal(): void {
-    for (let head = this.#pending[0]; head?.local !== undefined; head = this.#pending[0]) {
-      this.#pending.shift()
-      this.#client.write(head.local)
-    }
-  }
-
-  #writeUpstream(bytes: Buffer): void {
-    if (!this.#upstream.write(bytes)) {
-      this.#client.pause()
-      this.#upstream.once('drain', () => this.#resumeClient())
-    }
-  }
-
-  #resumeClient(): void {
-    if (this.#pending.length < MAX_PENDING_COMMANDS && this.#upstream.writableNeedDrain === false) this.#client.resume()
+  /** A reply of the proxy's own, behind the replies to every earlier command. */
+  #local(text: string): void {
+    const slot = this.#slot({ type: 'local' })
+    this.#emit(slot, Buffer.from(`${text}\r\n`))
+    slot.done = true
   }
 
   // ---- server -> client -------------------------------------------------------------------
 
   #onUpstreamData(chunk: Buffer): void {
+    if (this.#state === 'closed' || this.#serverGone) return
+    let lines: readonly Buffer[]
+    let tooLong: LineTooLongError | null = null
     try {
-      for (const line of this.#upstreamFramer.push(chunk)) {
-        const reply = this.#assembler.push(line)
-        if (reply !== null) this.#replies.push(reply)
-      }
+      lines = this.#upstreamFramer.push(chunk)
     } catch (err) {
       if (!(err instanceof LineTooLongError)) throw err
-      for (const line of err.linesBefore) {
-        const reply = this.#assembler.push(line)
-        if (reply !== null) this.#replies.push(reply)
-      }
-      this.#log.warn({ limit: err.limit }, 'server sent a reply over the limit; closing')
-      this.#closeReason ??= 'server reply too long'
-      this.#replies.push({ code: 421, lines: [Buffer.from(`421 The FTP server sent a reply longer than ${err.limit} bytes; closing.\r\n`)] })
-      this.#queueEnd()
-      this.#upstream.destroy()
+      lines = err.linesBefore
+      tooLong = err
     }
-    if (this.#replies.length >= MAX_QUEUED_REPLIES) this.#upstream.pause()
-    void this.#drainReplies()
-  }
-
-  /** After the server's last reply has reached the client, the client leg ends too. */
-  #queueEnd(): void {
-    if (this.#endQueued) return
-    this.#endQueued = true
-    this.#replies.push(END)
-    void this.#drainReplies()
-  }
-
-  async #drainReplies(): Promise<void> {
-    if (this.#draining) return
-    this.#draining = true
     try {
-      while (this.#replies.length > 0 && !this.#closed) {
-        const reply = this.#replies.shift() as Reply | typeof END
-        if (reply === END) {
-          // The server is gone and its last reply is out: the session ends, whether or not the
-          // client closes its side.
-          this.#client.end(() => this.#client.destroy())
-          // The server is gone: read (and drop) whatever the client still sends, so its FIN is
-          // seen even when the client leg was paused for too many unanswered commands.
-          this.#client.resume()
-          this.#replies.length = 0
-          break
-        }
-        const out = this.#handleReply(reply)
-        let bytes: readonly Buffer[]
-        try {
-          bytes = out instanceof Promise ? await out : out
-        } catch (err) {
-          this.#internalError(err)
-          break
-        }
-        if (this.#closed) break
-        for (const b of bytes) if (!this.#client.write(b)) await waitDrain(this.#client)
-        if (this.#greeted) this.#flushLocal()
-      }
-    } finally {
-      this.#draining = false
+      for (const line of lines) this.#onServerLine(line)
+    } catch (err) {
+      if (!(err instanceof LineTooLongError)) throw err
+      tooLong = err
     }
-    if (!this.#closed && this.#replies.length < MAX_QUEUED_REPLIES) this.#upstream.resume()
+    if (tooLong !== null && !this.#serverGone) {
+      this.#log.warn({ limit: tooLong.limit }, 'server sent a reply over the limit; closing')
+      this.#closeReason ??= 'server reply too long'
+      this.#upstream.destroy()
+      this.#onServerGone(`421 The FTP server sent a reply longer than ${tooLong.limit} bytes; closing.\r\n`)
+    }
+    this.#pump()
   }
 
-  /** What the client gets for one server reply: the reply itself unless rewritten. */
-  #handleReply(reply: Reply): readonly Buffer[] | Promise<readonly Buffer[]> {
-    const code = reply.code
-    if (code === null) return reply.lines
-    if (!this.#greeted) {
-      // RFC 959 5.4: the greeting (120 then 220, or 421) answers no command, even when the
-      // client has already sent some.
-      if (code >= 200) this.#greeted = true
-      return reply.lines
+  /**
+   * One line from the server. RFC 959 4.2: a multi-line reply starts with `ddd-` and ends on a
+   * line that starts with the same code and a space; the lines between may say anything.
+   * Throws LineTooLongError when a reply read whole grows over the limit.
+   */
+  #onServerLine(line: Buffer): void {
+    if (this.#serverGone) return
+    const text = lineText(line)
+    let r = this.#reading
+    let last: boolean
+    if (r === null) {
+      const start = replyLineCode(text)
+      const slot = this.#awaiting[0] ?? this.#unsolicited()
+      if (start === null) {
+        // A line outside any reply: passed on where it stands.
+        this.#emit(slot, line)
+        if (slot.expect.type === 'unsolicited') slot.done = true
+        return
+      }
+      r = { slot, code: start.code, whole: readWhole(slot.expect, start.code), lines: [], bytes: 0 }
+      last = !start.opens
+      if (!last) this.#reading = r
+    } else {
+      const end = replyLineCode(text)
+      last = end !== null && end.code === r.code && !end.opens
+      if (last) this.#reading = null
     }
-    // RFC 959 4.2: 1yz replies are preliminary; the command is answered by the next final one.
-    const entry = code < 200 ? this.#pending[0] : this.#pending.shift()
-    if (code >= 200 && this.#pending.length < MAX_PENDING_COMMANDS) this.#resumeClient()
+    if (r.whole) {
+      r.bytes += line.length
+      if (r.bytes > this.#limits.maxReplyBytes) throw new LineTooLongError(this.#limits.maxReplyBytes)
+      r.lines.push(line)
+    } else if (!(r.slot.expect.type === 'feat' && TLS_FEATURE.test(text))) {
+      this.#emit(r.slot, line)
+    }
+    if (last) this.#onReply(r.slot, r.code, r.lines)
+  }
+
+  /** A reply is complete: what the client gets for it, by the command it answers. */
+  #onReply(slot: Slot, code: number, lines: readonly Buffer[]): void {
+    const e = slot.expect
     this.#log.trace({ code }, 'reply')
-    if (code === 227 || code === 229) return this.#rewritePassive(reply, code, entry)
-    if (entry?.form === 229 && !entry.retried && code >= 500 && this.#pending.length === 0) {
-      // A server without EPSV (500/502): ask it with PASV and answer the client's EPSV with a
-      // 229 all the same. Only when nothing else is in flight, so replies keep their order.
+    if (code < 200 && e.type !== 'unsolicited') {
+      // RFC 959 4.2: 1yz replies are preliminary; the command is answered by the next final one.
+      if (e.type === 'transfer') e.preliminary = true
+      this.#emitAll(slot, lines)
+      return
+    }
+    if (slot === this.#awaiting[0]) this.#awaiting.shift()
+    if (e.type === 'greeting') this.#greeted = true
+    if (code === 227 || code === 229) {
+      this.#later(slot, () => this.#rewritePassive(lines, code, e.type === 'passive' ? e : null))
+      return
+    }
+    if (e.type === 'passive' && e.form === 229 && !e.retried && (code === 500 || code === 502)) {
+      // A server without EPSV (500: not understood, 502: not implemented): ask it with PASV and
+      // answer the client's EPSV with a 229 all the same. Other refusals (530, 550) pass on.
       this.#serverNoEpsv = true
-      entry.retried = true
+      e.retried = true
       this.#log.info({ code }, 'server refused EPSV; asking with PASV')
-      this.#forward(entry, Buffer.from('PASV\r\n'))
-      return []
+      this.#awaiting.push(slot)
+      this.#toServer.write(Buffer.from('PASV\r\n'))
+      return
     }
-    if (entry?.relayed !== undefined && code >= 400) {
-      // The server refused the relayed PORT/EPRT: the client gets its refusal as is.
-      entry.relayed.cancel('refused')
-      return reply.lines
-    }
-    if (entry?.form === 'active' && code >= 400) {
+    if (e.type === 'passive' && e.form === 'active' && code >= 400) {
       // The server refused the passive request made for the client's PORT/EPRT.
-      return [Buffer.from(`425 Can't open data connection: the FTP server refused passive mode (${code}).\r\n`)]
+      this.#emit(slot, Buffer.from(`425 Can't open data connection: the FTP server refused passive mode (${code}).\r\n`))
+    } else if (e.type === 'transfer' && code < 300) {
+      e.lease.transferSucceeded()
+      slot.onSent = () => e.lease.replyPassed()
+      this.#later(slot, () => this.#afterDrain(e.lease, lines))
+      return
+    } else {
+      if (e.type === 'relayed' && code >= 400) e.lease.cancel('refused')
+      if (e.type === 'transfer') {
+        // The server refused the transfer command, or reported a failed transfer.
+        if (e.preliminary) e.lease.fail('reset')
+        else e.lease.cancel('refused')
+      }
+      this.#emitAll(slot, lines)
     }
-    const lease = entry?.lease
-    if (lease === undefined) return reply.lines
-    if (code < 200) {
-      entry!.preliminary = true
-      return reply.lines
+    slot.done = true
+  }
+
+  #unsolicited(): Slot {
+    return this.#slot({ type: 'unsolicited' })
+  }
+
+  #emit(slot: Slot, bytes: Buffer): void {
+    slot.out.push(bytes)
+    this.#held += bytes.length
+  }
+
+  #emitAll(slot: Slot, lines: readonly Buffer[]): void {
+    for (const line of lines) this.#emit(slot, line)
+  }
+
+  /**
+   * A slot whose bytes come later (a rewrite, a held 226): the slots behind it wait. These run
+   * one after another, in the order the replies came, so a passive reply replaces the lease of
+   * the one before it only once that one exists, and pool ports are taken in order.
+   */
+  #later(slot: Slot, work: () => Promise<readonly Buffer[]>): void {
+    this.#serial = this.#serial.then(work).then(
+      (out) => {
+        if (this.#state === 'closed') return
+        this.#emitAll(slot, out)
+        slot.done = true
+        this.#guard(() => this.#pump())
+      },
+      (err: unknown) => this.#internalError(err),
+    )
+  }
+
+  /**
+   * Moves the session on: hands the slots' bytes to the client's writer in order, as far as it
+   * takes them, and takes the commands that then fit, until neither can go further.
+   */
+  #pump(): void {
+    for (;;) {
+      while (this.#slots.length > 0 && !this.#toClient.backedUp) {
+        const head = this.#slots[0] as Slot
+        while (head.out.length > 0 && !this.#toClient.backedUp) {
+          const bytes = head.out.shift() as Buffer
+          this.#held -= bytes.length
+          this.#toClient.write(bytes)
+        }
+        if (head.out.length > 0 || !head.done) break
+        this.#slots.shift()
+        head.onSent?.()
+      }
+      if (this.#commands.length === 0 || !this.#canTakeCommand()) break
+      this.#takeCommands()
     }
-    if (code < 300) {
-      lease.transferSucceeded()
-      return this.#afterDrain(lease, reply)
-    }
-    // The server refused the transfer command, or reported a failed transfer.
-    if (entry!.preliminary === true) lease.fail('reset')
-    else lease.cancel('refused')
-    return reply.lines
+    // The server is gone and its last reply is out: the session ends, whether or not the
+    // client closes its side.
+    if (this.#serverGone && this.#slots.length === 0) this.#toClient.end()
+    this.#flow()
+  }
+
+  /**
+   * Flow control, in one place: the client is read while commands can be taken (and, once the
+   * session is ending, to drop its bytes and see its FIN); the server while the client reads.
+   */
+  #flow(): void {
+    if (this.#state === 'closed') return
+    const readClient = this.#state !== 'open' || (this.#commands.length === 0 && this.#canTakeCommand())
+    if (readClient) this.#client.resume()
+    else this.#client.pause()
+    const readServer = !this.#toClient.backedUp && this.#held < this.#limits.maxHeldReplyBytes
+    if (readServer) this.#upstream.resume()
+    else this.#upstream.pause()
   }
 
   /**
    * The server's 226 is held until the client's leg has been handed every byte: the proxy
    * connected to the server early, so the server can finish before the client has its data.
    */
-  async #afterDrain(lease: DataLease, reply: Reply): Promise<readonly Buffer[]> {
-    this.#upstream.pause()
+  async #afterDrain(lease: DataLease, lines: readonly Buffer[]): Promise<readonly Buffer[]> {
     const result = await lease.drained()
-    if (result === 'ok') return reply.lines
+    if (result === 'ok') return lines
     if (result === 'not_connected') {
-      return [Buffer.from('425 Can\'t open data connection: the client did not connect to the passive port.\r\n')]
+      return [Buffer.from("425 Can't open data connection: the client did not connect to the passive port.\r\n")]
     }
     return [Buffer.from('426 Connection closed; transfer aborted: the data connection to the client failed.\r\n')]
   }
 
-  async #rewritePassive(reply: Reply, code: 227 | 229, entry: PendingCommand | undefined): Promise<readonly Buffer[]> {
+  /** Takes a place for a lease under both caps, or says which cap is full. */
+  #takeLeaseSlot(): string | null {
+    const config = this.#ctx.config()
+    if (this.#leaseCount >= config.maxLeasesPerSession) {
+      return `this session already holds ${config.maxLeasesPerSession} data connections (--max-leases-per-session)`
+    }
+    const key = this.#ep.clientKey
+    const held = this.#ctx.clientLeases.get(key) ?? 0
+    if (held >= config.maxLeasesPerClient) {
+      return `your address already holds ${config.maxLeasesPerClient} data connections (--max-leases-per-client)`
+    }
+    this.#leaseCount++
+    this.#ctx.clientLeases.set(key, held + 1)
+    return null
+  }
+
+  #giveLeaseSlot(): void {
+    this.#leaseCount--
+    const key = this.#ep.clientKey
+    const n = (this.#ctx.clientLeases.get(key) ?? 1) - 1
+    if (n <= 0) this.#ctx.clientLeases.delete(key)
+    else this.#ctx.clientLeases.set(key, n)
+  }
+
+  /** Counts and logs a data connection that failed before it had a lease. */
+  #failed(reason: FailureReason, fields: object): void {
+    this.#ctx.metrics.leaseEnded({ result: 'failed', reason })
+    this.#log.warn({ reason, hint: hintFor(reason, null, null, this.#ep.upstreamAddress), ...fields }, 'data connection failed')
+  }
+
+  #newLease(port: PortLease | null, upstream: Socket | null, relay?: DataLeaseOptions['relay']): DataLease {
+    const config = this.#ctx.config()
+    const lease = new DataLease({
+      id: this.#ctx.nextLeaseId(),
+      port,
+      upstream,
+      ...(relay === undefined ? {} : { relay }),
+      clientAddress: this.#ep.clientAddress,
+      acceptTimeoutMs: config.dataAcceptTimeoutMs,
+      dataIdleTimeoutMs: config.dataIdleTimeoutMs,
+      closeTimeoutMs: config.closeTimeoutMs,
+      metrics: this.#ctx.metrics,
+      log: this.#log,
+      onEnd: (l, outcome) => this.#onLeaseEnd(l, outcome),
+    })
+    this.#leases.add(lease)
+    this.#current = lease
+    return lease
+  }
+
+  async #rewritePassive(lines: readonly Buffer[], code: 227 | 229, asked: Extract<Expect, { type: 'passive' }> | null): Promise<readonly Buffer[]> {
     const config = this.#ctx.config()
     const metrics = this.#ctx.metrics
     // Answer in the form the client asked for: curl, ftplib and basic-ftp reject a 227 after
     // EPSV and a 229 after PASV, whatever the server sent.
-    const form: 227 | 229 | 'active' = entry?.form ?? code
-    const serverText = replyText(reply)
+    const form: 227 | 229 | 'active' = asked?.form ?? code
+    const serverText = lines.map(lineText).join('\n')
     let endpoint
     try {
       endpoint = parsePassiveReply(code, serverText)
@@ -545,13 +747,14 @@ export class ControlSession {
       // address is configured.
       return [Buffer.from(`425 Can't open data connection: ${advertise} cannot be named in a 227 reply; use EPSV.\r\n`)]
     }
+    const advertised = endpoint.host === null ? `port ${endpoint.port}` : `${endpoint.host}:${endpoint.port}`
     const fail = (reason: FailureReason, text: string, extra: object): readonly Buffer[] => {
       metrics.leaseEnded({ result: 'failed', reason })
       this.#log.warn(
         {
           reason,
           fromServer: serverText,
-          advertised: endpoint.host === null ? `port ${endpoint.port}` : `${endpoint.host}:${endpoint.port}`,
+          advertised,
           advertisedClass,
           hint: hintFor(reason, endpoint.host, advertisedClass, this.#ep.upstreamAddress),
           ...extra,
@@ -560,67 +763,76 @@ export class ControlSession {
       )
       return [Buffer.from(`425 Can't open data connection: ${text}.\r\n`)]
     }
+    // What the proxy may dial: a server's reply never widens it (--upstream-data-networks).
+    const targets = dataTargets(
+      { mode: config.upstreamDataAddress, networks: config.upstreamDataNetworks, lowPorts: config.upstreamDataLowPorts },
+      endpoint,
+      this.#ep.upstreamAddress,
+      this.#ep.upstreamLocalAddress,
+      this.#ctx.dataMemory.lastAnswered,
+      this.#ctx.ownAddresses(),
+    )
+    if (targets.candidates.length === 0) {
+      return fail(
+        'data_address_refused',
+        `the FTP server's passive reply names ${advertised}, which this proxy does not connect to (see --upstream-data-networks)`,
+        { refused: targets.refused },
+      )
+    }
+    const limited = this.#takeLeaseSlot()
+    if (limited !== null) return fail('lease_limit', limited, {})
     // Active mode toward the client needs no pool port: the proxy dials the client.
     let portLease: PortLease | null = null
     if (form !== 'active') {
       try {
         portLease = await this.#ctx.pool.lease(this.#ep.localAddress)
       } catch (err) {
+        this.#giveLeaseSlot()
         if (err instanceof ProxyError && err.code === 'POOL_EXHAUSTED') {
           return fail('pool_exhausted', 'every passive port of the proxy is in use', {})
         }
         throw err
       }
     }
-    if (this.#closed) {
+    const abandon = (...sockets: Array<Socket | null>): readonly Buffer[] => {
+      for (const s of sockets) s?.destroy()
       portLease?.release()
+      this.#giveLeaseSlot()
       return []
     }
-    const candidates = dataCandidates(config.upstreamDataAddress, endpoint.host, this.#ep.upstreamAddress, this.#ctx.dataMemory.lastAnswered)
+    if (this.#isClosed()) return abandon()
     let dialled
     try {
-      dialled = await dialFirst(candidates, endpoint.port, this.#ep.upstreamLocalAddress, config.connectTimeoutMs)
+      dialled = await dialFirst(targets.candidates, endpoint.port, this.#ep.upstreamLocalAddress, config.connectTimeoutMs)
     } catch (err) {
-      portLease?.release()
+      abandon()
       if (!(err instanceof DialError)) throw err
       const tried = err.attempts.map((a) => `${a.host}:${a.port} ${a.error ?? ''}`.trim()).join(', ')
-      return fail(err.reason, `the FTP server's data port did not answer (${tried})`, { targets: err.attempts })
+      return fail(err.reason, `the FTP server's data port did not answer (${tried})`, { targets: err.attempts, refused: targets.refused })
     }
     this.#ctx.dataMemory.lastAnswered = dialled.candidate.host
+    metrics.dataTargets.inc({ target: dialled.candidate.kind })
     metrics.dataConnectSeconds.observe((dialled.attempts[dialled.attempts.length - 1]?.ms ?? 0) / 1000)
     let clientLeg: Socket | null = null
-    if (form === 'active' && entry?.active !== undefined) {
-      const target = entry.active
+    if (form === 'active' && asked?.active != null) {
+      const target = asked.active
       try {
         clientLeg = await connectTo(target.host, target.port, this.#ep.localAddress, config.connectTimeoutMs)
       } catch (err) {
-        dialled.socket.destroy()
+        abandon(dialled.socket)
         const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message
-        return fail('client_timeout', `the proxy cannot connect to your data address ${target.host}:${target.port} (${code})`, { activeTarget: `${target.host}:${target.port}`, error: code })
+        return fail('client_timeout', `the proxy cannot connect to your data address ${target.host}:${target.port} (${code})`, {
+          activeTarget: `${target.host}:${target.port}`,
+          error: code,
+        })
       }
     }
-    if (this.#closed) {
-      dialled.socket.destroy()
-      clientLeg?.destroy()
-      portLease?.release()
-      return []
-    }
-    const lease = new DataLease({
-      id: this.#ctx.nextLeaseId(),
-      port: portLease,
-      upstream: dialled.socket,
-      clientAddress: this.#ep.clientAddress,
-      acceptTimeoutMs: config.dataAcceptTimeoutMs,
-      metrics,
-      log: this.#log,
-      onEnd: (l, outcome) => this.#onLeaseEnd(l, outcome),
-    })
-    this.#leases.add(lease)
-    this.#current = lease
+    if (this.#isClosed()) return abandon(dialled.socket, clientLeg)
+    const lease = this.#newLease(portLease, dialled.socket)
     let out: string
     if (clientLeg !== null) {
       lease.startRelay(clientLeg)
-      out = `200 ${entry?.command.verb ?? 'PORT'} command successful.\r\n`
+      out = `200 ${asked?.verb ?? 'PORT'} command successful.\r\n`
     } else {
       out = form === 227 ? format227(advertise, lease.port) : format229(lease.port)
       metrics.passiveReplies.inc({ reply: String(form) })
@@ -629,12 +841,12 @@ export class ControlSession {
       {
         lease: lease.id,
         fromServer: serverText,
-        advertised: endpoint.host === null ? `port ${endpoint.port}` : `${endpoint.host}:${endpoint.port}`,
+        advertised,
         advertisedClass,
         dialled: `${dialled.candidate.host}:${endpoint.port}`,
         targets: dialled.attempts,
         toClient: out.trimEnd(),
-        ...(entry?.active === undefined ? {} : { activeTarget: `${entry.active.host}:${entry.active.port}` }),
+        ...(asked?.active == null ? {} : { activeTarget: `${asked.active.host}:${asked.active.port}` }),
       },
       'passive reply rewritten',
     )
@@ -643,6 +855,7 @@ export class ControlSession {
 
   #onLeaseEnd(lease: DataLease, outcome: LeaseOutcome): void {
     this.#leases.delete(lease)
+    this.#giveLeaseSlot()
     if (this.#current === lease) this.#current = null
     const command = lease.command ?? undefined
     const { download, upload } = lease.bytes
@@ -672,18 +885,63 @@ export class ControlSession {
 
   // ---- lifecycle ----------------------------------------------------------------------------
 
+  /** Read through a method: after an await the state may have changed, whatever TypeScript narrowed. */
+  #isClosed(): boolean {
+    return this.#state === 'closed'
+  }
+
+  /** Runs a handler of a peer's event: nothing it throws leaves it; the session ends instead. */
+  #guard(fn: () => void): void {
+    try {
+      fn()
+    } catch (err) {
+      this.#internalError(err)
+    }
+  }
+
   /**
    * An error no peer caused and no code path expects (a bind refused by the system, say): the
    * session ends with a 421 and a log line; the proxy and its other sessions go on.
    */
   #internalError(err: unknown): void {
     this.#log.error({ err }, 'internal error; closing the session')
-    this.closeWith('421 Service not available: internal error in the proxy; closing.\r\n', 'internal error')
+    if (this.#state === 'open') this.closeWith('421 Service not available: internal error in the proxy; closing.\r\n', 'internal error')
+    else this.close('internal error')
+  }
+
+  /** The session is ending: whatever the client does, its leg is destroyed --close-timeout later. */
+  #beginEnding(): void {
+    if (this.#state !== 'open') return
+    this.#state = 'ending'
+    this.#commands.length = 0
+    this.#deadline = setTimeout(() => this.#client.destroy(), this.#ctx.config().closeTimeoutMs)
+  }
+
+  /** The server sent its FIN. */
+  #onServerLeft(): void {
+    // After a QUIT, or the client's own FIN passed on, the server leaving is the client's doing.
+    this.#closeReason ??= this.#quit ? 'client quit' : this.#clientEnded ? 'client closed the connection' : 'server closed the connection'
+    this.#onServerGone()
+  }
+
+  /**
+   * The server will answer nothing more: the replies it sent still reach the client (and
+   * `final`, if given), then the client leg ends.
+   */
+  #onServerGone(final?: string): void {
+    if (this.#serverGone) return
+    this.#serverGone = true
+    this.#beginEnding()
+    this.#reading = null
+    for (const slot of this.#awaiting) slot.done = true
+    this.#awaiting.length = 0
+    if (final !== undefined) this.#local(final.trimEnd())
+    this.#pump()
   }
 
   #armIdle(): void {
     if (this.#idleTimer !== null) clearTimeout(this.#idleTimer)
-    if (this.#closed) return
+    if (this.#state !== 'open') return
     const ms = this.#ctx.config().idleTimeoutMs
     this.#idleTimer = setTimeout(() => {
       // The idle timeout counts only while no transfer runs: a long transfer keeps the control
@@ -702,19 +960,21 @@ export class ControlSession {
 
   #onLegClosed(leg: 'client' | 'upstream'): void {
     this.#closedLegs++
-    if (this.#closedLegs === 1 && this.#closeReason === null) {
-      this.#closeReason = this.#quit ? 'client quit' : leg === 'upstream' ? 'server closed the connection' : 'client closed the connection'
-    }
     if (leg === 'client') {
+      this.#closeReason ??= this.#quit ? 'client quit' : 'client closed the connection'
       // Nothing more can reach the client: the server leg goes too.
       this.#upstream.destroy()
     } else {
-      this.#queueEnd()
+      this.#closeReason ??= this.#quit ? 'client quit' : this.#clientEnded ? 'client closed the connection' : 'server closed the connection'
+      this.#guard(() => this.#onServerGone())
     }
     if (this.#closedLegs < 2) return
-    this.#closed = true
-    if (this.#idleTimer !== null) clearTimeout(this.#idleTimer)
-    if (this.#greetTimer !== null) clearTimeout(this.#greetTimer)
+    this.#state = 'closed'
+    for (const timer of [this.#idleTimer, this.#greetTimer, this.#deadline]) if (timer !== null) clearTimeout(timer)
+    this.#slots.length = 0
+    this.#awaiting.length = 0
+    this.#commands.length = 0
+    this.#held = 0
     for (const lease of [...this.#leases]) lease.cancel('closed')
     this.#ctx.metrics.sessionsActive.dec()
     this.#log.info(
@@ -731,14 +991,13 @@ export class ControlSession {
   }
 }
 
-function waitDrain(stream: Duplex): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done)
-      stream.off('close', done)
-      resolve()
-    }
-    stream.on('drain', done)
-    stream.on('close', done)
-  })
+/**
+ * Whether a reply must be read whole before the client gets it: a passive reply (rewritten),
+ * any reply to a passive request (it may be retried or replaced), and a transfer's final reply
+ * (held until the data has drained). Everything else streams through line by line.
+ */
+function readWhole(expect: Expect, code: number): boolean {
+  if (code === 227 || code === 229) return true
+  if (expect.type === 'passive') return true
+  return expect.type === 'transfer' && code >= 200
 }

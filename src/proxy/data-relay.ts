@@ -117,6 +117,10 @@ export interface DataLeaseOptions {
   /** The control client's IP: the only address allowed to connect (RFC 2577 port stealing). */
   readonly clientAddress: string
   readonly acceptTimeoutMs: number
+  /** No byte moved on either leg this long, or no final reply this long after the data: failed{data_idle}. */
+  readonly dataIdleTimeoutMs: number
+  /** After a finished transfer, how long the client's leg may stay open before it is destroyed. */
+  readonly closeTimeoutMs: number
   readonly metrics: ProxyMetrics
   readonly log: Logger
   /** Called once when the lease ends. */
@@ -144,17 +148,24 @@ export class DataLease {
   #closedLegs = 0
   #error: Error | null = null
   #drainWaiters: Array<(r: DrainResult) => void> = []
+  /** The server's success reply has been handed to the client. */
+  #replyPassed = false
+  /** Bytes moved on both legs at the last check, and when that count last changed. */
+  #moved = 0
+  #movedAt = 0
 
   constructor(opts: DataLeaseOptions) {
     this.id = opts.id
     this.port = opts.port?.port ?? 0
     this.#opts = opts
-    opts.port?.server.on('connection', (socket) => this.#onConnection(socket))
-    // A listener error after bind (rare: EMFILE on accept) ends the lease; nothing to relay.
-    opts.port?.server.on('error', (err) => {
-      this.#error = err
-      this.#settle({ result: 'failed', reason: 'reset' })
-    })
+    opts.port?.accept(
+      (socket) => this.#onConnection(socket),
+      // A listener error after bind (rare: EMFILE on accept) ends the lease; nothing to relay.
+      (err) => {
+        this.#error ??= err
+        this.#settle({ result: 'failed', reason: 'reset' })
+      },
+    )
     if (opts.upstream !== null) this.#adoptUpstream(opts.upstream)
     // Relay mode waits for the server to connect, the others for the client.
     const reason = opts.relay === undefined ? 'client_timeout' : 'upstream_timeout'
@@ -164,6 +175,7 @@ export class DataLease {
   // Until the client leg exists, the server leg is not read: its data waits in the kernel.
   #adoptUpstream(socket: net.Socket): void {
     this.#upstream = socket
+    socket.setKeepAlive(true, 60_000)
     socket.on('error', (err) => {
       this.#error ??= err
     })
@@ -223,6 +235,21 @@ export class DataLease {
     if (this.#closedLegs >= 2 && this.#error === null && this.#cancelling === null) this.#settle({ result: 'ok' })
   }
 
+  /**
+   * The server's success reply has been handed to the client. With the data relayed too, the
+   * transfer is over: the lease ends now and closes its legs, whether or not the client ever
+   * closes its data socket (a client that keeps them would otherwise hold a pool port each).
+   */
+  replyPassed(): void {
+    this.#replyPassed = true
+    this.#completeIfDone()
+  }
+
+  #completeIfDone(): void {
+    if (!this.#replyPassed || !this.#transferOk || this.#error !== null || this.#cancelling !== null) return
+    if (this.#dataLegFinished()) this.#settle({ result: 'ok' })
+  }
+
   /** Ends the lease now with a cancel reason (replaced, aborted, refused, closed), closing both legs. */
   cancel(reason: 'replaced' | 'aborted' | 'refused' | 'closed'): void {
     if (this.#outcome !== null || this.#cancelling !== null) return
@@ -231,10 +258,11 @@ export class DataLease {
       this.#settle(outcome)
       return
     }
-    // Settled when both legs have closed, so the port is free only once the sockets are.
+    // Settled when both legs have closed, so the port is free only once the sockets are. A
+    // reset, not a FIN: a server must never take a cancelled upload as complete (ABOR included).
     this.#cancelling = outcome
-    this.#client.destroy()
-    this.#upstream?.destroy()
+    resetLeg(this.#client)
+    if (this.#upstream !== null) resetLeg(this.#upstream)
   }
 
   /** Ends a relay that broke (the server reported a failed transfer while a leg was open). */
@@ -245,8 +273,8 @@ export class DataLease {
       return
     }
     this.#cancelling = { result: 'failed', reason }
-    this.#client.destroy()
-    this.#upstream?.destroy()
+    resetLeg(this.#client)
+    if (this.#upstream !== null) resetLeg(this.#upstream)
   }
 
   #onConnection(socket: net.Socket): void {
@@ -289,8 +317,10 @@ export class DataLease {
     this.#acceptTimer = null
     this.#client = socket
     this.#startedAt = performance.now()
+    this.#movedAt = this.#startedAt
     const client = socket
     const upstream = this.#upstream as net.Socket
+    client.setKeepAlive(true, 60_000)
     client.on('error', (err) => {
       this.#error ??= err
     })
@@ -329,7 +359,10 @@ export class DataLease {
     })
     // Bytes are counted while they flow, once a second, so a long transfer shows as throughput
     // rather than one step at its end; socket.bytesRead costs nothing on the data path.
-    this.#bytesTimer = setInterval(() => this.#countBytes(), 1000)
+    this.#bytesTimer = setInterval(() => {
+      this.#countBytes()
+      this.#checkIdle()
+    }, 1000)
     this.#bytesTimer.unref()
     client.once('finish', () => this.#onFinish())
     upstream.once('finish', () => this.#onFinish())
@@ -343,10 +376,32 @@ export class DataLease {
     this.#counted = { download, upload }
   }
 
+  /**
+   * --data-idle-timeout: no byte moved on either leg (a peer that neither sends nor reads, a dead
+   * path), or the data is relayed and the server's final reply does not come. Bytes handed to
+   * the kernel count as moved: a slow reader that drains its window keeps the relay alive.
+   */
+  #checkIdle(): void {
+    const c = this.#client
+    const u = this.#upstream
+    const moved = (c?.bytesRead ?? 0) + (c?.bytesWritten ?? 0) + (u?.bytesRead ?? 0) + (u?.bytesWritten ?? 0)
+    const now = performance.now()
+    if (moved !== this.#moved) {
+      this.#moved = moved
+      this.#movedAt = now
+      return
+    }
+    if (now - this.#movedAt < this.#opts.dataIdleTimeoutMs) return
+    this.#opts.log.info({ lease: this.id, idleSeconds: this.#opts.dataIdleTimeoutMs / 1000 }, 'data connection idle; closing')
+    this.#error ??= new Error(`no data moved for ${this.#opts.dataIdleTimeoutMs / 1000} s`)
+    this.fail('data_idle')
+  }
+
   // Called when either leg has been handed its last byte and our FIN.
   #onFinish(): void {
     if (this.#error !== null || !this.#dataLegFinished()) return
     for (const w of this.#drainWaiters.splice(0)) w('ok')
+    this.#completeIfDone()
   }
 
   #dataLegFinished(): boolean {
@@ -380,8 +435,21 @@ export class DataLease {
     this.#outcome = outcome
     if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
     this.#acceptTimer = null
-    this.#client?.destroy()
-    this.#upstream?.destroy()
+    if (outcome.result === 'ok') {
+      // A finished transfer: the server's leg goes now; the client's gets a short grace to close
+      // by itself (its FIN, or ours, is already out), then is destroyed whatever it does.
+      this.#upstream?.destroy()
+      const client = this.#client
+      if (client !== null && !client.destroyed) {
+        client.end()
+        const timer = setTimeout(() => client.destroy(), this.#opts.closeTimeoutMs)
+        client.once('close', () => clearTimeout(timer))
+      }
+    } else {
+      // Anything else is not a complete transfer: a reset on every leg still open.
+      if (this.#client !== null) resetLeg(this.#client)
+      if (this.#upstream !== null) resetLeg(this.#upstream)
+    }
     this.#opts.port?.release()
     if (this.#client !== null) {
       this.#countBytes()

@@ -5,7 +5,7 @@ import net from 'node:net'
 import ipaddr from 'ipaddr.js'
 import type { Logger } from 'pino'
 import type { Config, Endpoint } from '../config-types.js'
-import { normalizeAddress } from '../net/address-policy.js'
+import { clientKey, normalizeAddress, ownAddresses } from '../net/address-policy.js'
 import { PortPool } from '../net/port-pool.js'
 import { createMetrics, type ProxyMetrics } from '../observe/metrics.js'
 import { UpstreamReadiness } from '../observe/readiness.js'
@@ -35,6 +35,7 @@ export class ProxyServer {
   #deadline = 0
   #open = 0
   readonly #perClient = new Map<string, number>()
+  #own: { readonly at: number; readonly set: ReadonlySet<string> } | null = null
   #allowList: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = []
 
   constructor(options: ProxyOptions) {
@@ -55,6 +56,8 @@ export class ProxyServer {
       metrics: this.metrics,
       dataMemory: this.#dataMemory,
       nextLeaseId: () => ++this.#leaseSeq,
+      clientLeases: new Map(),
+      ownAddresses: () => this.#ownAddresses(),
     }
   }
 
@@ -78,6 +81,13 @@ export class ProxyServer {
     this.#allowList = parseAllowList(next.allowClients)
     this.logger.level = next.logLevel
     return { ok: true }
+  }
+
+  // The host's addresses change rarely (DHCP, a new interface): read again every 10 s at most.
+  #ownAddresses(): ReadonlySet<string> {
+    const now = Date.now()
+    if (this.#own === null || now - this.#own.at > 10_000) this.#own = { at: now, set: ownAddresses() }
+    return this.#own.set
   }
 
   #allowed(address: string): boolean {
@@ -142,7 +152,9 @@ export class ProxyServer {
       endWith(client, '421 Service not available: your address is not allowed to use this proxy.\r\n')
       return
     }
-    const fromClient = this.#perClient.get(clientAddress) ?? 0
+    // IPv6 clients count by network (--client-ipv6-prefix): one host can hold 2^64 addresses.
+    const key = clientKey(clientAddress, config.clientIpv6Prefix)
+    const fromClient = this.#perClient.get(key) ?? 0
     if (this.#open >= config.maxSessions || fromClient >= config.maxSessionsPerClient) {
       const which = this.#open >= config.maxSessions ? `${config.maxSessions} sessions in total` : `${config.maxSessionsPerClient} sessions from your address`
       this.metrics.sessionsRejected.inc({ reason: 'limit' })
@@ -152,12 +164,12 @@ export class ProxyServer {
     }
     // Counted from accept to close, connecting sessions included.
     this.#open++
-    this.#perClient.set(clientAddress, fromClient + 1)
+    this.#perClient.set(key, fromClient + 1)
     client.once('close', () => {
       this.#open--
-      const n = (this.#perClient.get(clientAddress) ?? 1) - 1
-      if (n === 0) this.#perClient.delete(clientAddress)
-      else this.#perClient.set(clientAddress, n)
+      const n = (this.#perClient.get(key) ?? 1) - 1
+      if (n === 0) this.#perClient.delete(key)
+      else this.#perClient.set(key, n)
     })
     const { host, port } = config.upstream
     const upstream = net.connect({ host, port, allowHalfOpen: true })
@@ -192,6 +204,7 @@ export class ProxyServer {
         upstream,
         {
           clientAddress,
+          clientKey: key,
           clientPort: client.remotePort ?? 0,
           localAddress: normalizeAddress(client.localAddress ?? ''),
           upstreamAddress: normalizeAddress(upstream.remoteAddress ?? host),

@@ -25,7 +25,8 @@ async function setup(t: Test, serverOpts: Parameters<typeof startFtpServer>[0], 
 }
 
 t.test('no reachable data endpoint: 425 with the reason, and the proxy keeps serving', async (t) => {
-  const { p, open } = await setup(t, { advertiseAddress: '127.0.0.99', dataListen: 'never' }, ['--passive-ports', '22300-22304'])
+  // Loopback listed, so the advertised 127.0.0.99 is dialled too (by default it is not).
+  const { p, open } = await setup(t, { advertiseAddress: '127.0.0.99', dataListen: 'never' }, ['--passive-ports', '22300-22304', '--upstream-data-networks', '127.0.0.0/8'])
   const c = await open()
   const r = await c.cmd('PASV')
   t.equal(r.code, 425)

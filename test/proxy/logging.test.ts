@@ -41,7 +41,11 @@ t.test('PASS never reaches the log', async (t) => {
 t.test('a failed data connection gives one line with the targets, the reason and a hint', async (t) => {
   const server = await startFtpServer({ advertiseAddress: '127.0.0.99', dataListen: 'never' })
   t.teardown(() => server.close())
-  const p = await startProxy(['--upstream', `127.0.0.1:${server.port}`, '--passive-ports', '22355-22359'], 'info')
+  // Loopback listed, so the advertised 127.0.0.99 is dialled too (by default it is not).
+  const p = await startProxy(
+    ['--upstream', `127.0.0.1:${server.port}`, '--passive-ports', '22355-22359', '--upstream-data-networks', '127.0.0.0/8'],
+    'info',
+  )
   t.teardown(() => p.close())
   const c = await RawFtp.connect(p.host, p.port)
   t.teardown(() => c.close())
