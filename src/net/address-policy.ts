@@ -220,6 +220,17 @@ export function dataTargets(
   return { candidates: lastIsAdv ? [adv, control] : [control, adv], refused }
 }
 
+/**
+ * The advertised address's refusal when the policy (not --upstream-data-address control) kept
+ * it from being dialled, else null. When the candidates that were dialled all failed and this is
+ * not null, the failure is the policy's (reason data_address_refused, whose hint names
+ * --upstream-data-networks): the three attacks of issue 8 look like this in `auto` mode, since
+ * the control peer is dialled and serves no data port there.
+ */
+export function policyRefusal(refused: readonly DataRefusal[]): DataRefusal | null {
+  return refused.find((r) => r.kind === 'advertised' && r.rule !== 'mode_control') ?? null
+}
+
 /** Why an advertised address (normalised, not the control peer) may not be dialled, or null. */
 function advertisedRule(
   host: string,

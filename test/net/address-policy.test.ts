@@ -8,6 +8,7 @@ import {
   isIPv4,
   normalizeAddress,
   ownAddresses,
+  policyRefusal,
   type DataPolicy,
 } from '../../src/net/address-policy.js'
 
@@ -201,4 +202,17 @@ t.test('clientKey', async (t) => {
   ]
   for (const [address, bits, key] of table) t.equal(clientKey(address, bits), key, `${address}/${bits}`)
   t.not(clientKey('2001:db8:1:2::1', 64), clientKey('2001:db8:1:3::1', 64), 'neighbouring /64s are two clients')
+})
+
+t.test('policyRefusal: the advertised address refused by the policy, not by the mode', async (t) => {
+  const at = (policy: DataPolicy, host: string | null, port = 40000) =>
+    policyRefusal(dataTargets(policy, { host, port }, '127.0.0.2', '127.0.0.1', null, OWN).refused)
+  t.same(at(AUTO, '127.0.0.1'), { kind: 'advertised', host: '127.0.0.1', port: 40000, rule: 'loopback' })
+  t.same(at(AUTO, '127.0.0.1', 80), { kind: 'advertised', host: '127.0.0.1', port: 80, rule: 'low_port' })
+  t.same(at(NONE, '10.0.0.7')?.rule, 'networks_none')
+  t.same(at(ADV, '169.254.169.254')?.rule, 'link_local')
+  t.equal(at(CTRL, '169.254.169.254'), null, 'control mode: the operator chose, not the policy')
+  t.equal(at(AUTO, null), null, '229')
+  t.equal(at(AUTO, '127.0.0.2'), null, 'the control peer itself')
+  t.equal(at(listed('127.0.0.0/8'), '127.0.0.1'), null, 'allowed')
 })
