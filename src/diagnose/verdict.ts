@@ -12,6 +12,41 @@ import type { ExitCode, Fault, Findings, PassiveFindings, Probe, Verdict } from 
 // operator then points clients (DNS, or the address they dial) at this machine.
 const PROXY_LISTEN = '0.0.0.0:2121'
 
+/**
+ * Where common servers set the address they put in a 227, given the address clients reach
+ * (`a`): `fix` is a fix-list line of its own, `short` goes into a sentence. Each checked against
+ * the server's documentation: vsftpd.conf(5); ProFTPD's MasqueradeAddress; pure-ftpd(8);
+ * pyftpdlib's FTPHandler (and `python3 -m pyftpdlib --help`); FileZilla Server's "Passive mode"
+ * settings page; IIS's "FTP Firewall Support" feature page (firewallSupport element).
+ * `greeting` recognises the server in its default 220, so its own line comes first.
+ */
+const ADDRESS_SETTINGS: ReadonlyArray<{ greeting: RegExp; fix: (a: string) => string; short: (a: string) => string }> = [
+  { greeting: /vsftpd/i, fix: (a) => `vsftpd: pasv_address=${a} and pasv_addr_resolve=NO`, short: (a) => `vsftpd pasv_address=${a}` },
+  { greeting: /proftpd/i, fix: (a) => `ProFTPD: MasqueradeAddress ${a}`, short: (a) => `ProFTPD MasqueradeAddress ${a}` },
+  { greeting: /pure-ftpd/i, fix: (a) => `pure-ftpd: -P ${a}`, short: (a) => `pure-ftpd -P ${a}` },
+  {
+    greeting: /pyftpdlib/i,
+    fix: (a) => `pyftpdlib: FTPHandler.masquerade_address = '${a}' (python3 -m pyftpdlib: -n ${a})`,
+    short: (a) => `pyftpdlib masquerade_address ${a}`,
+  },
+  {
+    greeting: /filezilla/i,
+    fix: (a) => `FileZilla Server: Protocol settings > FTP and FTP over TLS (FTPS) > Passive mode, "Use the following host": ${a}`,
+    short: (a) => `FileZilla Server "Use the following host" ${a}`,
+  },
+  {
+    greeting: /microsoft ftp/i,
+    fix: (a) => `IIS FTP: the site's FTP Firewall Support, "External IP Address of Firewall": ${a} (firewallSupport externalIp4Address)`,
+    short: (a) => `IIS "External IP Address of Firewall" ${a}`,
+  },
+]
+
+/** ADDRESS_SETTINGS, the server the greeting names first (a greeting can be changed: none is dropped). */
+function addressSettings(greeting: string | null): typeof ADDRESS_SETTINGS {
+  const named = ADDRESS_SETTINGS.filter((s) => greeting !== null && s.greeting.test(greeting))
+  return [...named, ...ADDRESS_SETTINGS.filter((s) => !named.includes(s))]
+}
+
 export function judge(f: Findings): { verdict: Verdict; exitCode: ExitCode } {
   const target = formatEndpoint(f.target)
   if (!f.control.ok) {
@@ -40,8 +75,8 @@ export function judge(f: Findings): { verdict: Verdict; exitCode: ExitCode } {
     })
   }
   const peer = f.control.peer ?? f.target.host
-  const pasv = assess(f.pasv, peer, target)
-  const epsv = assess(f.epsv, peer, target)
+  const pasv = assess(f.pasv, peer, target, f.control.greeting)
+  const epsv = assess(f.epsv, peer, target, f.control.greeting)
   const advertises = [describeReply(f.pasv, peer), describeReply(f.epsv, peer)]
   const reachable = [...f.pasv.probes.map((p) => describeProbe('PASV', p)), ...f.epsv.probes.map((p) => describeProbe('EPSV', p))]
   const notes = notesFor(f, peer, pasv, epsv)
@@ -76,7 +111,7 @@ type Assessment =
   | { kind: 'broken'; fault: Fault; cause: string; fix: string[] }
 
 /** One mode: does the address a client dials answer, and does a listing over it work? */
-function assess(m: PassiveFindings, peer: string, target: string): Assessment {
+function assess(m: PassiveFindings, peer: string, target: string, greeting: string | null): Assessment {
   switch (m.status) {
     case 'not_sent':
     case 'refused':
@@ -98,11 +133,12 @@ function assess(m: PassiveFindings, peer: string, target: string): Assessment {
         fix: [`check the server's log for what happened on ${m.command}`],
       }
     case 'ok':
-      return assessOk(m, peer, target)
+      return assessOk(m, peer, target, greeting)
   }
 }
 
-function assessOk(m: PassiveFindings, peer: string, target: string): Assessment {
+function assessOk(m: PassiveFindings, peer: string, target: string, greeting: string | null): Assessment {
+  const settings = addressSettings(greeting)
   const host = m.advertised?.host ?? null
   // What a client honouring the reply dials: the 227's host, or for a 229 the control peer.
   const dialled = m.probes.find((p) => p.kind === (host === null ? 'control' : 'advertised'))
@@ -136,9 +172,7 @@ function assessOk(m: PassiveFindings, peer: string, target: string): Assessment 
         'The server puts an address in the 227 that only its own network can reach (an internal address behind NAT, or a wrong setting), ' +
         'so clients that honour the 227 (wget; curl --no-ftp-skip-pasv-ip; python ftplib with trust_server_pasv_ipv4_address) cannot open a data connection.',
       fix: [
-        `vsftpd: pasv_address=${peer} and pasv_addr_resolve=NO`,
-        `ProFTPD: MasqueradeAddress ${peer}`,
-        `pure-ftpd: -P ${peer}`,
+        ...settings.map((s) => s.fix(peer)),
         `or, without touching the server, put ftp-pasv-proxy in front of it and point clients at the proxy: ftp-pasv-proxy --upstream ${target} --upstream-data-address control --listen ${PROXY_LISTEN}`,
       ],
     }
@@ -150,7 +184,7 @@ function assessOk(m: PassiveFindings, peer: string, target: string): Assessment 
       `The server advertises ${host} in its 227 reply, ${cls} that differs from the address this connection reached it at (${peer}); ` +
       `${host} is not reachable from here (${why}), and ${peer} does not serve the data port either (${viaControl === undefined ? 'not tried' : probeOutcome(viaControl)}).`,
     fix: [
-      `set the address clients reach in the server (vsftpd pasv_address=${peer}, ProFTPD MasqueradeAddress ${peer}, pure-ftpd -P ${peer}) and ${range}`,
+      `set the address clients reach in the server (${settings.map((s) => s.short(peer)).join(', ')}) and ${range}`,
       `or run ftp-pasv-proxy where ${host} is reachable (inside the server's network) and point clients at it: ftp-pasv-proxy --upstream ${target} --upstream-data-address advertised --listen ${PROXY_LISTEN}`,
     ],
   }

@@ -32,7 +32,8 @@ t.test('--password-env VAR: the server receives the password held by VAR; it is 
 t.test('the password in the URL still works', async (t) => {
   const server = await recording()
   const r = await diagnoseCli([`ftp://alice:s3cr%3At%40%20p%2541ss@127.0.0.1:${server.port}`])
-  t.equal(r.code, 1)
+  t.equal(r.code, 1, r.stderr.toString())
+  t.match(r.stdout.toString(), /^Verdict: passive-mode fault: no_passive_mode, exit 1$/m)
   t.same(server.sent.slice(0, 2), ['USER alice', `PASS ${PASSWORD}`])
 })
 

@@ -105,7 +105,15 @@ const rows: Row[] = [
     exit: 1,
     fault: 'advertised_unreachable',
     cause: [/advertises 172\.16\.40\.222 in its 227 reply, a private address that differs from the address this connection reached it at \(192\.168\.100\.10\)/, /172\.16\.40\.222 is not reachable from here \(connection refused, ECONNREFUSED\)/],
-    fix: [/^vsftpd: pasv_address=192\.168\.100\.10 and pasv_addr_resolve=NO$/, /^ProFTPD: MasqueradeAddress 192\.168\.100\.10$/, /^pure-ftpd: -P 192\.168\.100\.10$/, PROXY],
+    fix: [
+      /^vsftpd: pasv_address=192\.168\.100\.10 and pasv_addr_resolve=NO$/,
+      /^ProFTPD: MasqueradeAddress 192\.168\.100\.10$/,
+      /^pure-ftpd: -P 192\.168\.100\.10$/,
+      /^pyftpdlib: FTPHandler\.masquerade_address = '192\.168\.100\.10' \(python3 -m pyftpdlib: -n 192\.168\.100\.10\)$/,
+      /^FileZilla Server: Protocol settings > FTP and FTP over TLS \(FTPS\) > Passive mode, "Use the following host": 192\.168\.100\.10$/,
+      /^IIS FTP: the site's FTP Firewall Support, "External IP Address of Firewall": 192\.168\.100\.10 \(firewallSupport externalIp4Address\)$/,
+      PROXY,
+    ],
     notes: [/^EPSV works/],
     advertises: [/^PASV: 227 names 172\.16\.40\.222:23200, a private address, differs from the control address 192\.168\.100\.10$/, /^EPSV: 229 names port 23202, to be dialled at the control address 192\.168\.100\.10/],
     reachable: [/^PASV advertised 172\.16\.40\.222:23200: not reachable, connection refused/, /^PASV control 192\.168\.100\.10:23201: reachable in 0\.4 ms, LIST works \(3 lines, 190 bytes\)$/, /^EPSV control/],
@@ -163,7 +171,9 @@ const rows: Row[] = [
     exit: 1,
     fault: 'data_port_unreachable',
     cause: [/169\.254\.7\.7 in its 227 reply, a link-local address/, /192\.168\.100\.10 does not serve the data port either \(not reachable, connection refused/],
-    fix: [/^set the address clients reach in the server \(vsftpd pasv_address=192\.168\.100\.10/, /ftp-pasv-proxy --upstream ftp\.example:21 --upstream-data-address advertised --listen 0\.0\.0\.0:2121$/],
+    fix: [
+      /^set the address clients reach in the server \(vsftpd pasv_address=192\.168\.100\.10, ProFTPD MasqueradeAddress 192\.168\.100\.10, pure-ftpd -P 192\.168\.100\.10, pyftpdlib masquerade_address 192\.168\.100\.10, FileZilla Server "Use the following host" 192\.168\.100\.10, IIS "External IP Address of Firewall" 192\.168\.100\.10\) and open/,
+      /ftp-pasv-proxy --upstream ftp\.example:21 --upstream-data-address advertised --listen 0\.0\.0\.0:2121$/],
     notes: [/^EPSV fails too\. The server's EPSV reply names port 23202/],
   },
   {
@@ -325,6 +335,24 @@ for (const row of rows) {
     }
   })
 }
+
+t.test("the server its greeting names comes first in the fix list; the others stay", async (t) => {
+  const table: Array<[string, RegExp]> = [
+    ['220 pyftpdlib 1.5.7 ready.', /^pyftpdlib: /],
+    ['220-FileZilla Server 1.8.0\n220 Please visit https://filezilla-project.org/', /^FileZilla Server: /],
+    ['220 Microsoft FTP Service', /^IIS FTP: /],
+    ['220 ProFTPD Server (Debian) [127.0.0.1]', /^ProFTPD: /],
+    ['220---------- Welcome to Pure-FTPd [privsep] ----------\n220 You will be disconnected after 15 minutes of inactivity.', /^pure-ftpd: /],
+    ['220 (vsFTPd 3.0.3)', /^vsftpd: /],
+    ['220 Welcome', /^vsftpd: /],
+  ]
+  for (const [greeting, first] of table) {
+    const f = findings(pasv(PRODFTP, 'private', 'refused', 'listed'), epsv('listed'), { control: { ok: true, peer: PEER, ms: 1, greeting } })
+    const { verdict } = judge(f)
+    t.match(verdict.fix[0], first, greeting)
+    t.equal(verdict.fix.length, 7, 'six servers and the proxy')
+  }
+})
 
 t.test('an IPv6 target is bracketed in every address it prints', async (t) => {
   const v6 = '2001:db8::21'

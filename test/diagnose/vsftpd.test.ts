@@ -108,6 +108,9 @@ t.test('--json, field by field, against the vsftpd that advertises 127.0.0.99', 
     'vsftpd: pasv_address=127.0.0.1 and pasv_addr_resolve=NO',
     'ProFTPD: MasqueradeAddress 127.0.0.1',
     'pure-ftpd: -P 127.0.0.1',
+    "pyftpdlib: FTPHandler.masquerade_address = '127.0.0.1' (python3 -m pyftpdlib: -n 127.0.0.1)",
+    'FileZilla Server: Protocol settings > FTP and FTP over TLS (FTPS) > Passive mode, "Use the following host": 127.0.0.1',
+    'IIS FTP: the site\'s FTP Firewall Support, "External IP Address of Firewall": 127.0.0.1 (firewallSupport externalIp4Address)',
     'or, without touching the server, put ftp-pasv-proxy in front of it and point clients at the proxy: ftp-pasv-proxy --upstream 127.0.0.1:23100 --upstream-data-address control --listen 0.0.0.0:2121',
   ])
   t.same(v.notes, ['EPSV works: clients that use EPSV (curl by default) are not affected; clients that use PASV and honour its address are.'])
