@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // Command line: `proxy` (the default), `demo`, `diagnose`; signals and exit codes.
-// Exit codes: 0 done, 1 runtime failure (a port already in use), 2 bad settings or usage.
+// Exit codes: 0 stopped by a signal (or done), 1 an address cannot be listened on (one line on
+// stderr naming the setting and the address) or an unexpected failure (a stack trace), 2 bad
+// settings or usage.
 
 import { pino, type Logger } from 'pino'
+import type { Endpoint } from './config-types.js'
 import { ephemeralOverlap, formatEndpoint, helpText, loadConfig, readEphemeralRange } from './config.js'
 import { ConfigError } from './errors.js'
 import { startObserveServer, type ObserveServer } from './observe/http.js'
@@ -45,15 +48,28 @@ async function runProxy(argv: string[]): Promise<number> {
   warnEphemeralOverlap(config.passivePorts, logger)
   const proxy = new ProxyServer({ config, logger })
   let observe: ObserveServer | null = null
+  // The metrics address is bound first: `proxy listening` then means every address is bound,
+  // and a metrics address that cannot be had stops the start before any client is served.
+  let binding: { setting: 'listen' | 'metricsListen'; endpoints: readonly Endpoint[] } = { setting: 'listen', endpoints: config.listen }
   try {
-    await proxy.listen()
     if (config.metricsListen !== null) {
-      observe = await startObserveServer(config.metricsListen, proxy.metrics.registry, proxy.readiness)
+      binding = { setting: 'metricsListen', endpoints: [config.metricsListen] }
+      observe = await startObserveServer(config.metricsListen, proxy.metrics.registry, proxy.readiness, (err) =>
+        logger.error({ err }, 'metrics listener error'),
+      )
       logger.info({ metrics: `http://${formatEndpoint(observe.address)}/metrics` }, 'metrics listening')
     }
+    binding = { setting: 'listen', endpoints: config.listen }
+    await proxy.listen()
   } catch (err) {
-    logger.fatal({ err }, 'cannot listen')
+    await observe?.close()
     await proxy.close(0)
+    const failure = listenFailure(binding.setting, binding.endpoints, err)
+    // Anything but the system refusing an address is a bug: its stack trace, from main's catch.
+    if (failure === null) throw err
+    // Named for an operator, without a stack trace: the setting, the address, the reason.
+    logger.fatal({ setting: binding.setting, address: failure.address, code: failure.code }, 'cannot listen')
+    process.stderr.write(`ftp-pasv-proxy: ${failure.line}\n`)
     return 1
   }
   return new Promise<number>((resolve) => {
@@ -89,6 +105,29 @@ async function runProxy(argv: string[]): Promise<number> {
       else logger.error({ config: proxy.config.configFile, error: result.reason }, 'config reload rejected; the running config stays')
     })
   })
+}
+
+/**
+ * The one line that says why `setting` cannot listen, when the system refused an address
+ * (Node's listen errors carry syscall, code, address and port); null for any other error.
+ */
+function listenFailure(
+  setting: 'listen' | 'metricsListen',
+  endpoints: readonly Endpoint[],
+  err: unknown,
+): { line: string; address: string; code: string } | null {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number }
+  if (!(err instanceof Error) || typeof e.code !== 'string' || (e.syscall !== 'listen' && e.syscall !== 'bind')) return null
+  // The address the system refused, as the error names it; else the setting's first one.
+  const refused = e.address !== undefined && e.port !== undefined ? { host: e.address, port: e.port } : endpoints[0]
+  const address = refused === undefined ? '(none)' : formatEndpoint(refused)
+  const port = refused?.port ?? 0
+  const why: Record<string, string> = {
+    EADDRINUSE: 'is already in use (EADDRINUSE)',
+    EADDRNOTAVAIL: 'is not an address of this host (EADDRNOTAVAIL)',
+    EACCES: port > 0 && port < 1024 ? 'is not permitted (EACCES): a port below 1024 needs root or CAP_NET_BIND_SERVICE' : 'is not permitted (EACCES)',
+  }
+  return { line: `${setting}: ${address} ${why[e.code] ?? `cannot be listened on (${e.code})`}`, address, code: e.code }
 }
 
 function warnEphemeralOverlap(pool: { min: number; max: number }, logger: Logger): void {

@@ -11,7 +11,17 @@ export interface ObserveServer {
   close(): Promise<void>
 }
 
-export async function startObserveServer(listen: Endpoint, registry: Registry, readiness: UpstreamReadiness): Promise<ObserveServer> {
+/**
+ * Resolves once `listen` is bound; rejects with Node's listen error (code, address, port) when it
+ * cannot be. `onError` gets the server's errors after that (a failed accept, EMFILE), which would
+ * otherwise be an unhandled `error` event that ends the process.
+ */
+export async function startObserveServer(
+  listen: Endpoint,
+  registry: Registry,
+  readiness: UpstreamReadiness,
+  onError: (err: Error) => void = () => {},
+): Promise<ObserveServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -42,6 +52,7 @@ export async function startObserveServer(listen: Endpoint, registry: Registry, r
     server.once('error', reject)
     server.listen({ host: listen.host, port: listen.port }, () => {
       server.off('error', reject)
+      server.on('error', onError)
       resolve()
     })
   })
