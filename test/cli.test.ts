@@ -1,5 +1,6 @@
 // The command line as an operator meets it: bad settings exit 2 with a message that names the
-// setting; --help; the demo. Runs the built program (npm test builds first).
+// setting; an address the system refuses exits 1 with one line; --help; the demo. Runs the
+// built program (npm test builds first).
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
