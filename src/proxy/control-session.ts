@@ -20,7 +20,7 @@ import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Config } from '../config-types.js'
 import { LineTooLongError, ProxyError } from '../errors.js'
-import { addressClass, dataTargets, isIPv4, normalizeAddress } from '../net/address-policy.js'
+import { addressClass, dataTargets, isIPv4, normalizeAddress, policyRefusal } from '../net/address-policy.js'
 import type { PortLease, PortPool } from '../net/port-pool.js'
 import type { CommandRefusal, FailureReason, LeaseOutcome, ProxyMetrics } from '../observe/metrics.js'
 import {
@@ -160,6 +160,8 @@ export class ControlSession {
   readonly #commands: Buffer[] = []
   #commandBusy = false
   readonly #leases = new Set<DataLease>()
+  /** Finished transfers whose client leg still carries their last bytes (see DataLease.lingering). */
+  #lingering = 0
   /** Leases held, and being set up, by this session (--max-leases-per-session). */
   #leaseCount = 0
   #current: DataLease | null = null
@@ -208,6 +210,7 @@ export class ControlSession {
 
   /** Whether a data transfer is running (a lease in use, or a transfer awaiting its reply). */
   get transferActive(): boolean {
+    if (this.#lingering > 0) return true
     for (const lease of this.#leases) if (lease.claimed) return true
     return this.#slots.some((s) => s.expect.type === 'transfer' && !s.expect.lease.ended)
   }
@@ -808,6 +811,15 @@ export class ControlSession {
       abandon()
       if (!(err instanceof DialError)) throw err
       const tried = err.attempts.map((a) => `${a.host}:${a.port} ${a.error ?? ''}`.trim()).join(', ')
+      // The control peer failed and the address the server named was not dialled by policy:
+      // the operator's question is whether to list that address's network.
+      if (policyRefusal(targets.refused) !== null) {
+        return fail(
+          'data_address_refused',
+          `the FTP server's data port did not answer (${tried}), and its passive reply names ${advertised}, which this proxy does not connect to (see --upstream-data-networks)`,
+          { targets: err.attempts, refused: targets.refused },
+        )
+      }
       return fail(err.reason, `the FTP server's data port did not answer (${tried})`, { targets: err.attempts, refused: targets.refused })
     }
     this.#ctx.dataMemory.lastAnswered = dialled.candidate.host
@@ -857,6 +869,14 @@ export class ControlSession {
     this.#leases.delete(lease)
     this.#giveLeaseSlot()
     if (this.#current === lease) this.#current = null
+    const lingering = lease.lingering
+    if (lingering !== null) {
+      this.#lingering++
+      void lingering.then(() => {
+        this.#lingering--
+        this.#armIdle()
+      })
+    }
     const command = lease.command ?? undefined
     const { download, upload } = lease.bytes
     const seconds = lease.seconds

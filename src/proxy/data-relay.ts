@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import type { CandidateKind, DataCandidate } from '../net/address-policy.js'
 import { normalizeAddress } from '../net/address-policy.js'
 import type { PortLease } from '../net/port-pool.js'
+import { watchSendQueue } from '../net/send-queue.js'
 import type { Direction, FailureReason, LeaseOutcome, ProxyMetrics } from '../observe/metrics.js'
 import { transferDirection, type Command } from '../protocol/commands.js'
 
@@ -150,6 +151,7 @@ export class DataLease {
   #drainWaiters: Array<(r: DrainResult) => void> = []
   /** The server's success reply has been handed to the client. */
   #replyPassed = false
+  #lingering: Promise<void> | null = null
   /** Bytes moved on both legs at the last check, and when that count last changed. */
   #moved = 0
   #movedAt = 0
@@ -442,8 +444,7 @@ export class DataLease {
       const client = this.#client
       if (client !== null && !client.destroyed) {
         client.end()
-        const timer = setTimeout(() => client.destroy(), this.#opts.closeTimeoutMs)
-        client.once('close', () => clearTimeout(timer))
+        this.#linger(client)
       }
     } else {
       // Anything else is not a complete transfer: a reset on every leg still open.
@@ -460,6 +461,48 @@ export class DataLease {
     for (const w of this.#drainWaiters.splice(0)) w(result)
     this.#opts.metrics.leaseEnded(outcome)
     this.#opts.onEnd(this, outcome)
+  }
+
+  /**
+   * A finished transfer's client leg. The kernel may still be sending a download's last bytes
+   * (megabytes, to a slow reader): the leg stays until its send queue is empty, then gets
+   * --close-timeout to close by itself, then is destroyed. A queue that does not shrink for
+   * --data-idle-timeout is a client that reads no more: destroyed then.
+   */
+  #linger(client: net.Socket): void {
+    let lastQueued = Number.POSITIVE_INFINITY
+    let movedAt = performance.now()
+    let grace: NodeJS.Timeout | null = null
+    this.#lingering = new Promise((resolve) => {
+      const stop = watchSendQueue(client, (queued) => {
+        if (queued === null || queued === 0) {
+          grace ??= setTimeout(() => client.destroy(), this.#opts.closeTimeoutMs)
+          return
+        }
+        const now = performance.now()
+        if (queued < lastQueued) {
+          lastQueued = queued
+          movedAt = now
+        } else if (now - movedAt >= this.#opts.dataIdleTimeoutMs) {
+          client.destroy()
+        }
+      })
+      client.once('close', () => {
+        stop()
+        if (grace !== null) clearTimeout(grace)
+        this.#lingering = null
+        resolve()
+      })
+    })
+  }
+
+  /**
+   * While a finished transfer's client leg is still open (its last bytes on their way), a
+   * promise that resolves when it closes; null otherwise. The session counts such a leg as a
+   * running transfer for its idle timeout.
+   */
+  get lingering(): Promise<void> | null {
+    return this.#lingering
   }
 
   /** The error that ended the relay, if any, for logs. */
