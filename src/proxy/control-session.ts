@@ -274,7 +274,7 @@ export class ControlSession {
     this.#held = 0
     this.#reading = null
     this.#upstream.destroy()
-    this.#toClient.end(Buffer.from(reply))
+    this.#endClient(Buffer.from(reply))
     this.#flow()
   }
 
@@ -640,7 +640,7 @@ export class ControlSession {
     }
     // The server is gone and its last reply is out: the session ends, whether or not the
     // client closes its side.
-    if (this.#serverGone && this.#slots.length === 0) this.#toClient.end()
+    if (this.#serverGone && this.#slots.length === 0) this.#endClient()
     this.#flow()
   }
 
@@ -935,6 +935,17 @@ export class ControlSession {
     this.#state = 'ending'
     this.#commands.length = 0
     this.#deadline = setTimeout(() => this.#client.destroy(), this.#ctx.config().closeTimeoutMs)
+  }
+
+  /**
+   * Ends the client leg after what it was handed, and closes it once that is flushed: a client
+   * that never closes its side holds nothing. One that does not read either is destroyed by the
+   * deadline of #beginEnding, since its 'finish' never comes.
+   */
+  #endClient(last?: Buffer): void {
+    if (!this.#toClient.open) return
+    this.#client.once('finish', () => this.#client.destroy())
+    this.#toClient.end(last)
   }
 
   /** The server sent its FIN. */

@@ -4,10 +4,11 @@ import type { AddressClass } from '../net/address-policy.js'
 import type { FailureReason } from '../observe/metrics.js'
 
 /** The server settings that set the passive port range, for hints here and in diagnose. */
-export const PASSIVE_RANGE_SETTINGS = 'vsftpd pasv_min_port/pasv_max_port, ProFTPD PassivePorts, pure-ftpd -p'
+export const PASSIVE_RANGE_SETTINGS =
+  'vsftpd pasv_min_port/pasv_max_port, ProFTPD PassivePorts, pure-ftpd -p, pyftpdlib passive_ports (-r), FileZilla Server "Use custom port range", IIS FTP Firewall Support "Data Channel Port Range"'
 
 const SERVER_FIX =
-  'set the address clients can reach in the server: vsftpd pasv_address, ProFTPD MasqueradeAddress, pure-ftpd -P'
+  'set the address clients can reach in the server: vsftpd pasv_address, ProFTPD MasqueradeAddress, pure-ftpd -P, pyftpdlib masquerade_address, FileZilla Server "Use the following host", IIS "External IP Address of Firewall"'
 
 export function hintFor(reason: FailureReason, advertised: string | null, cls: AddressClass | null, controlPeer: string): string {
   const differs = advertised !== null && advertised !== controlPeer
