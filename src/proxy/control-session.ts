@@ -48,6 +48,8 @@ export interface SessionLimits {
   readonly maxPendingCommands: number
   /** Reply bytes held back for the client (behind a reply being rewritten); past this the server is not read. */
   readonly maxHeldReplyBytes: number
+  /** Longest control line, either way; --max-line-length when absent (its floor is 512). */
+  readonly maxLineBytes?: number
 }
 
 export const DEFAULT_LIMITS: SessionLimits = Object.freeze({
@@ -195,7 +197,7 @@ export class ControlSession {
     this.#log = log
     this.#toClient = new LegWriter(client, () => this.#guard(() => this.#pump()))
     this.#toServer = new LegWriter(upstream, () => this.#guard(() => this.#pump()))
-    const maxLineBytes = ctx.config().maxLineBytes
+    const maxLineBytes = this.#limits.maxLineBytes ?? ctx.config().maxLineBytes
     this.#clientFramer = new LineFramer({ maxLineBytes, acceptBareCr: isAborWithoutLf })
     this.#upstreamFramer = new LineFramer({ maxLineBytes })
     this.#done = new Promise((resolve) => {
