@@ -46,6 +46,9 @@ const REASON_HELP = [
   '- **pool_exhausted**: every passive port was leased and the client got 425: widen `--passive-ports`.',
   '- **bad_passive_reply**: the server sent a 227/229 the proxy cannot parse: run `ftp-pasv-proxy diagnose` against the server.',
   "- **reset**: a leg broke mid-transfer (the client or the server reset its connection): check the server's logs and per-IP limits (behind the proxy every session comes from the proxy's address), and idle timeouts of firewalls between them on long transfers.",
+  "- **data_address_refused**: the server's 227 named an address the proxy does not dial by default (loopback, link-local, a public address, the proxy's own, or a port below 1024), and its control address did not serve the data port: if that address really is the server's, list its network in `--upstream-data-networks`; otherwise fix the server's passive address (settings above).",
+  '- **lease_limit**: a session or a client address already held as many data connections as allowed: raise `--max-leases-per-session` or `--max-leases-per-client` if clients legitimately open several at once.',
+  '- **data_idle**: no byte moved on a data connection, or the final reply never came, for `--data-idle-timeout`: a stalled peer or a dead path between proxy and server.',
 ].join('\n')
 
 let nextId = 1
