@@ -426,7 +426,8 @@ t.test('durations: any whole amount in any unit up to 24h', async (t) => {
 t.test('help text', async (t) => {
   const help = helpText()
   t.match(help, 'ftp-pasv-proxy [proxy] --upstream HOST:PORT [options]')
-  t.match(help, 'ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port][/dir] [--json]')
+  t.match(help, 'ftp-pasv-proxy diagnose ftp://[user[:password]@]host[:port][/dir]')
+  t.match(help, '[--password-env VAR] [--json] [--timeout 10s]')
   t.match(help, 'ftp-pasv-proxy demo')
   const flags: ReadonlyArray<readonly [string, string, string]> = [
     ['listen', 'FTP_PROXY_LISTEN', 'default 127.0.0.1:2121'],
