@@ -50,12 +50,18 @@ export interface SessionLimits {
   readonly maxHeldReplyBytes: number
   /** Longest control line, either way; --max-line-length when absent (its floor is 512). */
   readonly maxLineBytes?: number
+  /**
+   * Commands in a row the proxy refused itself (LPSV, a bounce PORT, AUTH...) before it closes
+   * the session: no client needs more, and a flood of them costs the proxy work and memory.
+   */
+  readonly maxRefusedInRow: number
 }
 
 export const DEFAULT_LIMITS: SessionLimits = Object.freeze({
   maxReplyBytes: 64 * 1024,
   maxPendingCommands: 64,
   maxHeldReplyBytes: 256 * 1024,
+  maxRefusedInRow: 100,
 })
 
 /** What the proxy shares with every session. */
@@ -159,7 +165,11 @@ export class ControlSession {
   #reading: Reading | null = null
   /** The asynchronous reply work (#later), one at a time. */
   #serial: Promise<void> = Promise.resolve()
-  readonly #commands: Buffer[] = []
+  /**
+   * Client bytes read but not yet framed into commands. Lines are framed one at a time, as
+   * commands are taken: a 64 KiB chunk of `LPSV\r\n` is one buffer here, not 10,922 live lines.
+   */
+  readonly #clientIn: Buffer[] = []
   #commandBusy = false
   readonly #leases = new Set<DataLease>()
   /** Finished transfers whose client leg still carries their last bytes (see DataLease.lingering). */
@@ -179,10 +189,12 @@ export class ControlSession {
   #closeReason: string | null = null
   #closedLegs = 0
   #idleTimer: NodeJS.Timeout | null = null
+  #activeAt = performance.now()
   #greetTimer: NodeJS.Timeout | null = null
   #deadline: NodeJS.Timeout | null = null
   /** Refusal reasons already logged at info in this session: the rest go to debug. */
   readonly #refusalsLogged = new Set<CommandRefusal>()
+  #refusedInRow = 0
   readonly #openedAt = performance.now()
   readonly #done: Promise<void>
   #resolveDone!: () => void
@@ -285,21 +297,31 @@ export class ControlSession {
   #onClientData(chunk: Buffer): void {
     // Once the session is ending (server gone, or a final reply sent), client bytes are dropped.
     if (this.#state !== 'open') return
-    let lines: readonly Buffer[]
-    let tooLong: LineTooLongError | null = null
-    try {
-      lines = this.#clientFramer.push(chunk)
-    } catch (err) {
-      if (!(err instanceof LineTooLongError)) throw err
-      lines = err.linesBefore
-      tooLong = err
-    }
-    this.#commands.push(...lines)
+    this.#clientIn.push(chunk)
     this.#pump()
-    if (tooLong !== null) {
-      this.#log.warn({ limit: tooLong.limit }, 'client sent a command line over the limit; closing')
-      this.closeWith(`500 Command line too long (limit ${tooLong.limit} bytes).\r\n`, 'client line too long')
+  }
+
+  /** The next complete command line of what the client sent, or null. */
+  #nextCommandLine(): Buffer | null {
+    while (this.#clientIn.length > 0) {
+      const chunk = this.#clientIn[0] as Buffer
+      const lf = chunk.indexOf(0x0a)
+      const piece = lf === -1 ? chunk : chunk.subarray(0, lf + 1)
+      if (lf === -1 || lf + 1 === chunk.length) this.#clientIn.shift()
+      else this.#clientIn[0] = chunk.subarray(lf + 1)
+      let line: Buffer | undefined
+      try {
+        // At most one line: the piece holds at most one LF (or ends in the CR of an ABOR).
+        line = this.#clientFramer.push(piece)[0]
+      } catch (err) {
+        if (!(err instanceof LineTooLongError)) throw err
+        this.#log.warn({ limit: err.limit }, 'client sent a command line over the limit; closing')
+        this.closeWith(`500 Command line too long (limit ${err.limit} bytes).\r\n`, 'client line too long')
+        return null
+      }
+      if (line !== undefined) return line
     }
+    return null
   }
 
   /** Whether another command can be handled now without buffering more than the limits allow. */
@@ -316,8 +338,10 @@ export class ControlSession {
   // Commands are handled one at a time, in order; one whose setup is asynchronous (a relayed
   // PORT needs a pool port first) holds the ones behind it, and the client leg is not read.
   #takeCommands(): void {
-    while (this.#commands.length > 0 && this.#canTakeCommand()) {
-      const done = this.#onCommand(this.#commands.shift() as Buffer)
+    while (this.#clientIn.length > 0 && this.#canTakeCommand()) {
+      const line = this.#nextCommandLine()
+      if (line === null) break
+      const done = this.#onCommand(line)
       if (done instanceof Promise) {
         this.#commandBusy = true
         done
@@ -333,7 +357,7 @@ export class ControlSession {
   #onCommand(line: Buffer): void | Promise<void> {
     const command = parseCommand(line)
     this.#armIdle()
-    this.#log.debug({ cmd: logSafe(command) }, 'command')
+    if (this.#log.isLevelEnabled('debug')) this.#log.debug({ cmd: logSafe(command) }, 'command')
     const config = this.#ctx.config()
     switch (command.verb) {
       case 'USER':
@@ -458,6 +482,7 @@ export class ControlSession {
   }
 
   #forward(expect: Expect, bytes: Buffer): void {
+    this.#refusedInRow = 0
     this.#awaiting.push(this.#slot(expect))
     this.#toServer.write(bytes)
   }
@@ -468,14 +493,18 @@ export class ControlSession {
     // The first refusal of a kind is worth a line; a client repeating it must not set the log volume.
     const level = this.#refusalsLogged.has(reason) ? 'debug' : 'info'
     this.#refusalsLogged.add(reason)
-    this.#log[level]({ cmd: logSafe(command), reason, reply: text }, 'command refused')
+    if (this.#log.isLevelEnabled(level)) this.#log[level]({ cmd: logSafe(command), reason, reply: text }, 'command refused')
     this.#local(text)
+    if (++this.#refusedInRow >= this.#limits.maxRefusedInRow) {
+      this.#log.warn({ refused: this.#refusedInRow }, 'client sent only commands the proxy refuses; closing')
+      this.closeWith(`421 Too many refused commands (${this.#refusedInRow} in a row); closing.\r\n`, 'too many refused commands')
+    }
   }
 
   /** A reply of the proxy's own, behind the replies to every earlier command. */
   #local(text: string): void {
-    const slot = this.#slot({ type: 'local' })
-    this.#emit(slot, Buffer.from(`${text}\r\n`))
+    const slot = this.#slot(LOCAL)
+    this.#emit(slot, replyBytes(text))
     slot.done = true
   }
 
@@ -625,6 +654,21 @@ export class ControlSession {
    * takes them, and takes the commands that then fit, until neither can go further.
    */
   #pump(): void {
+    // Everything handed to the client in one pass goes out in one write (writev), not one
+    // syscall per reply.
+    this.#client.cork()
+    try {
+      this.#pumpCorked()
+    } finally {
+      this.#client.uncork()
+    }
+    // The server is gone and its last reply is out: the session ends, whether or not the
+    // client closes its side.
+    if (this.#serverGone && this.#slots.length === 0) this.#endClient()
+    this.#flow()
+  }
+
+  #pumpCorked(): void {
     for (;;) {
       while (this.#slots.length > 0 && !this.#toClient.backedUp) {
         const head = this.#slots[0] as Slot
@@ -637,13 +681,9 @@ export class ControlSession {
         this.#slots.shift()
         head.onSent?.()
       }
-      if (this.#commands.length === 0 || !this.#canTakeCommand()) break
+      if (this.#clientIn.length === 0 || !this.#canTakeCommand()) break
       this.#takeCommands()
     }
-    // The server is gone and its last reply is out: the session ends, whether or not the
-    // client closes its side.
-    if (this.#serverGone && this.#slots.length === 0) this.#endClient()
-    this.#flow()
   }
 
   /**
@@ -652,7 +692,7 @@ export class ControlSession {
    */
   #flow(): void {
     if (this.#state === 'closed') return
-    const readClient = this.#state !== 'open' || (this.#commands.length === 0 && this.#canTakeCommand())
+    const readClient = this.#state !== 'open' || (this.#clientIn.length === 0 && this.#canTakeCommand())
     if (readClient) this.#client.resume()
     else this.#client.pause()
     const readServer = !this.#toClient.backedUp && this.#held < this.#limits.maxHeldReplyBytes
@@ -935,7 +975,7 @@ export class ControlSession {
   #beginEnding(): void {
     if (this.#state !== 'open') return
     this.#state = 'ending'
-    this.#commands.length = 0
+    this.#clientIn.length = 0
     this.#deadline = setTimeout(() => this.#client.destroy(), this.#ctx.config().closeTimeoutMs)
   }
 
@@ -972,17 +1012,27 @@ export class ControlSession {
     this.#pump()
   }
 
+  /**
+   * Marks activity. One timer per session, re-armed only when it fires early: a client sending
+   * thousands of commands a second must not cost a timer each.
+   */
   #armIdle(): void {
-    if (this.#idleTimer !== null) clearTimeout(this.#idleTimer)
-    if (this.#state !== 'open') return
-    const ms = this.#ctx.config().idleTimeoutMs
+    this.#activeAt = performance.now()
+    if (this.#idleTimer === null && this.#state === 'open') this.#scheduleIdle(this.#ctx.config().idleTimeoutMs)
+  }
+
+  #scheduleIdle(inMs: number): void {
     this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = null
+      if (this.#state !== 'open') return
+      const ms = this.#ctx.config().idleTimeoutMs
+      const quiet = performance.now() - this.#activeAt
       // The idle timeout counts only while no transfer runs: a long transfer keeps the control
       // connection silent for as long as it takes.
-      if (this.transferActive) return this.#armIdle()
+      if (quiet < ms || this.transferActive) return this.#scheduleIdle(Math.max(ms - quiet, 50))
       this.#log.info({ idleSeconds: ms / 1000 }, 'control connection idle; closing')
       this.closeWith(`421 Idle timeout (${ms / 1000} s): closing control connection.\r\n`, 'idle timeout')
-    }, ms)
+    }, inMs)
     this.#idleTimer.unref()
   }
 
@@ -1004,9 +1054,10 @@ export class ControlSession {
     if (this.#closedLegs < 2) return
     this.#state = 'closed'
     for (const timer of [this.#idleTimer, this.#greetTimer, this.#deadline]) if (timer !== null) clearTimeout(timer)
+    this.#idleTimer = null
     this.#slots.length = 0
     this.#awaiting.length = 0
-    this.#commands.length = 0
+    this.#clientIn.length = 0
     this.#held = 0
     for (const lease of [...this.#leases]) lease.cancel('closed')
     this.#ctx.metrics.sessionsActive.dec()
@@ -1022,6 +1073,20 @@ export class ControlSession {
     if (this.#leases.size === 0) this.#resolveDone()
     else void Promise.all([...this.#leases].map((l) => l.drained())).then(() => this.#resolveDone())
   }
+}
+
+const LOCAL: Expect = Object.freeze({ type: 'local' })
+
+// The proxy's own refusals come from a small set of texts; a client repeating a refused command
+// thousands of times should not cost a new buffer each.
+const REPLY_CACHE = new Map<string, Buffer>()
+function replyBytes(text: string): Buffer {
+  let b = REPLY_CACHE.get(text)
+  if (b === undefined) {
+    b = Buffer.from(`${text}\r\n`)
+    if (REPLY_CACHE.size < 256) REPLY_CACHE.set(text, b)
+  }
+  return b
 }
 
 /**
