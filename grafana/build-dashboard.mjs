@@ -36,7 +36,7 @@ const COLORS = {
   upload: 'purple',
 }
 
-// One line per failure reason (src/observe/metrics.ts FAILURE_REASONS), with what to do about it.
+// One line per failure reason (src/proxy/outcomes.ts FAILURE_REASONS), with what to do about it.
 // Markdown: Grafana renders panel descriptions as Markdown in the (i) tooltip.
 const REASON_HELP = [
   "- **upstream_refused**: the server advertised a data address that refuses the proxy's connection, usually an address that is not the server's own, such as a private address from behind NAT. Fix the server: vsftpd `pasv_address`, ProFTPD `MasqueradeAddress`, pure-ftpd `-P`; or start the proxy with `--upstream-data-address control`.",

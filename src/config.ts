@@ -18,6 +18,7 @@ import ipaddr from 'ipaddr.js'
 import { parse as parseYaml } from 'yaml'
 import type { ActiveMode, Config, Endpoint, LogLevel, UpstreamDataAddress } from './config-types.js'
 import { ConfigError } from './errors.js'
+import { formatEndpoint } from './net/endpoint.js'
 
 // Each pool port is a listener held open while leased (STYLE.md 6), one file descriptor each;
 // a larger pool mostly means hitting the fd limit at an unpredictable moment instead of now.
@@ -676,10 +677,8 @@ function checkPoolAgainstListen(config: Config): void {
   }
 }
 
-/** HOST:PORT as the flags take it, IPv6 in brackets; for messages and logs. */
-export function formatEndpoint(endpoint: Endpoint): string {
-  return endpoint.host.includes(':') ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`
-}
+// HOST:PORT as the flags take it; it lives in net/ so that diagnose can use it too.
+export { formatEndpoint }
 
 /** The --help text. */
 export function helpText(): string {

@@ -48,3 +48,28 @@ export class BadPassiveReplyError extends ProxyError {
     this.name = 'BadPassiveReplyError'
   }
 }
+
+/** One connect tried by dialFirst (src/net/dial.ts). */
+export interface DialAttempt {
+  readonly host: string
+  readonly port: number
+  readonly kind: 'control' | 'advertised'
+  readonly error?: string
+  readonly ms: number
+}
+
+/** Why no candidate answered: the last one's connect was refused, timed out, or had no route. */
+export type DialFailure = 'refused' | 'timeout' | 'unreachable'
+
+/** No data endpoint of the server answered; every attempt is kept for the log line. */
+export class DialError extends ProxyError {
+  readonly reason: DialFailure
+  readonly attempts: readonly DialAttempt[]
+  constructor(reason: DialFailure, attempts: readonly DialAttempt[]) {
+    const last = attempts[attempts.length - 1]
+    super('DATA_CONNECT_FAILED', last?.error ?? reason)
+    this.name = 'DialError'
+    this.reason = reason
+    this.attempts = attempts
+  }
+}

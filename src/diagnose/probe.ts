@@ -8,7 +8,7 @@ import { BadPassiveReplyError } from '../errors.js'
 import { addressClass, dataCandidates, normalizeAddress, type DataCandidate } from '../net/address-policy.js'
 import { LineFramer } from '../protocol/line-framer.js'
 import { parsePassiveReply, replyText, ReplyAssembler, type PassiveEndpoint, type Reply } from '../protocol/replies.js'
-import { connectTo } from '../proxy/data-relay.js'
+import { connectTo } from '../net/dial.js'
 import type { DiagnoseOptions } from './args.js'
 import type { ControlFindings, Findings, Listing, LoginFindings, PassiveFindings, Probe } from './report.js'
 

@@ -2,7 +2,7 @@
 // words. Pure. The password is not in the report, so it cannot be printed. Every line goes
 // through printable(): server text reaches the terminal with its control bytes escaped.
 
-import { formatEndpoint } from '../config.js'
+import { formatEndpoint } from '../net/endpoint.js'
 import { printable } from './printable.js'
 import type { DiagnoseReport, PassiveFindings, Probe } from './report.js'
 import { count } from './verdict.js'

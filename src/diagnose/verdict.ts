@@ -3,9 +3,9 @@
 // itself (DEVFTP's 10.100.20.222 works); the fault is an advertised address that differs from the
 // address the client reached the server at and that the client cannot reach (PRODFTP).
 
-import { formatEndpoint } from '../config.js'
+import { formatEndpoint } from '../net/endpoint.js'
 import type { AddressClass } from '../net/address-policy.js'
-import { PASSIVE_RANGE_SETTINGS } from '../proxy/hints.js'
+import { PASSIVE_RANGE_SETTINGS } from '../server-settings.js'
 import type { ExitCode, Fault, Findings, PassiveFindings, Probe, Verdict } from './report.js'
 
 // Where the proxy listens in the suggested command: every interface, the default port. The

@@ -1,42 +1,17 @@
 // Prometheus metrics. One prom-client Registry per proxy instance, injected (the global one
 // throws on a second proxy in one process). Labels are bounded sets: never an IP, a user, a
-// port or a session id (STYLE.md 10).
+// port or a session id (STYLE.md 10). The reasons and outcomes are the proxy's own words
+// (src/proxy/outcomes.ts); here they become label values.
 
 import client from 'prom-client'
 import { ADDRESS_CLASSES, type AddressClass } from '../net/address-policy.js'
-
-export const FAILURE_REASONS = [
-  'upstream_refused',
-  'upstream_timeout',
-  'upstream_unreachable',
-  'client_timeout',
-  'pool_exhausted',
-  'bad_passive_reply',
-  'reset',
-  // The server's 227 named an address or port the data-address policy does not allow.
-  'data_address_refused',
-  // The session or its client address already holds as many leases as allowed.
-  'lease_limit',
-  // No byte moved on a data connection for --data-idle-timeout, or its final reply never came.
-  'data_idle',
-] as const
-export type FailureReason = (typeof FAILURE_REASONS)[number]
-
-export const CANCEL_REASONS = ['replaced', 'aborted', 'refused', 'closed'] as const
-export type CancelReason = (typeof CANCEL_REASONS)[number]
-
-export const COMMAND_REFUSALS = ['bounce', 'malformed', 'epsv_all', 'unsupported', 'tls'] as const
-export type CommandRefusal = (typeof COMMAND_REFUSALS)[number]
-
-export const SESSION_REJECT_REASONS = ['upstream_unreachable', 'limit', 'acl'] as const
-export type SessionRejectReason = (typeof SESSION_REJECT_REASONS)[number]
-
-export type LeaseOutcome =
-  | { readonly result: 'ok' }
-  | { readonly result: 'failed'; readonly reason: FailureReason }
-  | { readonly result: 'cancelled'; readonly reason: CancelReason }
-
-export type Direction = 'download' | 'upload'
+import {
+  CANCEL_REASONS,
+  COMMAND_REFUSALS,
+  FAILURE_REASONS,
+  SESSION_REJECT_REASONS,
+  type LeaseOutcome,
+} from '../proxy/outcomes.js'
 
 export interface ProxyMetrics {
   readonly registry: client.Registry

@@ -19,10 +19,10 @@ import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Config } from '../config-types.js'
-import { LineTooLongError, ProxyError } from '../errors.js'
 import { addressClass, dataTargets, isIPv4, normalizeAddress, policyRefusal } from '../net/address-policy.js'
 import type { PortLease, PortPool } from '../net/port-pool.js'
-import type { CommandRefusal, FailureReason, LeaseOutcome, ProxyMetrics } from '../observe/metrics.js'
+import type { ProxyMetrics } from '../observe/metrics.js'
+import type { CommandRefusal, FailureReason, LeaseOutcome } from './outcomes.js'
 import {
   isAborWithoutLf,
   logSafe,
@@ -36,7 +36,9 @@ import {
 } from '../protocol/commands.js'
 import { LineFramer, lineText } from '../protocol/line-framer.js'
 import { format227, format229, parsePassiveReply, replyLineCode } from '../protocol/replies.js'
-import { connectTo, DataLease, DialError, dialFirst, type DataLeaseOptions } from './data-relay.js'
+import { DialError, LineTooLongError, ProxyError } from '../errors.js'
+import { connectTo, dialFirst } from '../net/dial.js'
+import { DataLease, type DataLeaseOptions } from './data-relay.js'
 import { hintFor } from './hints.js'
 import { LegWriter } from './leg-writer.js'
 
@@ -862,7 +864,7 @@ export class ControlSession {
           { targets: err.attempts, refused: targets.refused },
         )
       }
-      return fail(err.reason, `the FTP server's data port did not answer (${tried})`, { targets: err.attempts, refused: targets.refused })
+      return fail(`upstream_${err.reason}`, `the FTP server's data port did not answer (${tried})`, { targets: err.attempts, refused: targets.refused })
     }
     this.#ctx.dataMemory.lastAnswered = dialled.candidate.host
     metrics.dataTargets.inc({ target: dialled.candidate.kind })

@@ -2,104 +2,15 @@
 // server's data endpoint made before the client is told where to connect, and the relay between
 // the two. Every lease ends exactly once, with one outcome (see LeaseOutcome).
 
-import net from 'node:net'
-import { ProxyError } from '../errors.js'
+import type net from 'node:net'
 import type { Logger } from 'pino'
-import type { CandidateKind, DataCandidate } from '../net/address-policy.js'
 import { normalizeAddress } from '../net/address-policy.js'
+import { connectTo } from '../net/dial.js'
 import type { PortLease } from '../net/port-pool.js'
 import { watchSendQueue } from '../net/send-queue.js'
-import type { Direction, FailureReason, LeaseOutcome, ProxyMetrics } from '../observe/metrics.js'
+import type { ProxyMetrics } from '../observe/metrics.js'
+import type { Direction, FailureReason, LeaseOutcome } from './outcomes.js'
 import { transferDirection, type Command } from '../protocol/commands.js'
-
-export interface DialAttempt {
-  readonly host: string
-  readonly port: number
-  readonly kind: CandidateKind
-  readonly error?: string
-  readonly ms: number
-}
-
-export class DialError extends ProxyError {
-  readonly reason: FailureReason
-  readonly attempts: readonly DialAttempt[]
-  constructor(reason: FailureReason, attempts: readonly DialAttempt[]) {
-    const last = attempts[attempts.length - 1]
-    super('DATA_CONNECT_FAILED', last?.error ?? reason)
-    this.name = 'DialError'
-    this.reason = reason
-    this.attempts = attempts
-  }
-}
-
-/** Maps a connect error to a failure reason: refused, timed out, or anything else unreachable. */
-export function dialFailureReason(code: string | undefined): FailureReason {
-  if (code === 'ECONNREFUSED') return 'upstream_refused'
-  if (code === 'ETIMEDOUT') return 'upstream_timeout'
-  return 'upstream_unreachable'
-}
-
-/**
- * Dials the candidates in order, each within `timeoutMs`, from `localAddress` (the local
- * address of the upstream control socket: vsftpd refuses a data connection from another IP).
- * Resolves with the first socket that connects; rejects with every attempt's error.
- */
-export async function dialFirst(
-  candidates: readonly DataCandidate[],
-  port: number,
-  localAddress: string | undefined,
-  timeoutMs: number,
-): Promise<{ socket: net.Socket; candidate: DataCandidate; attempts: DialAttempt[] }> {
-  const attempts: DialAttempt[] = []
-  let lastCode: string | undefined
-  for (const candidate of candidates) {
-    const started = performance.now()
-    try {
-      const socket = await connectTo(candidate.host, port, localAddress, timeoutMs)
-      attempts.push({ host: candidate.host, port, kind: candidate.kind, ms: performance.now() - started })
-      return { socket, candidate, attempts }
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      lastCode = code
-      attempts.push({
-        host: candidate.host,
-        port,
-        kind: candidate.kind,
-        error: code ?? (err as Error).message,
-        ms: performance.now() - started,
-      })
-    }
-  }
-  throw new DialError(dialFailureReason(lastCode), attempts)
-}
-
-/** One TCP connect within `timeoutMs`, from `localAddress` when it is of the target's family. */
-export function connectTo(host: string, port: number, localAddress: string | undefined, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const options: net.NetConnectOpts = { host, port, allowHalfOpen: true }
-    // A local address of the other family cannot be bound for this target: let the kernel pick.
-    if (localAddress !== undefined && net.isIP(localAddress) === net.isIP(host)) options.localAddress = localAddress
-    const socket = net.connect(options)
-    const timer = setTimeout(() => {
-      socket.destroy()
-      reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
-    }, timeoutMs)
-    socket.once('connect', () => {
-      clearTimeout(timer)
-      socket.removeListener('error', onError)
-      // Until its owner takes it (the other leg may still be connecting), an error on the socket
-      // must not go unhandled; the owner's own listeners and 'close' tell the rest.
-      socket.on('error', () => {})
-      resolve(socket)
-    })
-    const onError = (err: Error): void => {
-      clearTimeout(timer)
-      socket.destroy()
-      reject(err)
-    }
-    socket.once('error', onError)
-  })
-}
 
 export interface DataLeaseOptions {
   readonly id: number

@@ -1,14 +1,10 @@
 // Plain-words hints for failed data connections: what an engineer reading a capture would say.
 
 import type { AddressClass } from '../net/address-policy.js'
-import type { FailureReason } from '../observe/metrics.js'
+import type { FailureReason } from './outcomes.js'
+import { PASSIVE_RANGE_SETTINGS, SERVER_ADDRESS_SETTINGS } from '../server-settings.js'
 
-/** The server settings that set the passive port range, for hints here and in diagnose. */
-export const PASSIVE_RANGE_SETTINGS =
-  'vsftpd pasv_min_port/pasv_max_port, ProFTPD PassivePorts, pure-ftpd -p, pyftpdlib passive_ports (-r), FileZilla Server "Use custom port range", IIS FTP Firewall Support "Data Channel Port Range"'
-
-const SERVER_FIX =
-  'set the address clients can reach in the server: vsftpd pasv_address, ProFTPD MasqueradeAddress, pure-ftpd -P, pyftpdlib masquerade_address, FileZilla Server "Use the following host", IIS "External IP Address of Firewall"'
+const SERVER_FIX = `set the address clients can reach in the server: ${SERVER_ADDRESS_SETTINGS}`
 
 export function hintFor(reason: FailureReason, advertised: string | null, cls: AddressClass | null, controlPeer: string): string {
   const differs = advertised !== null && advertised !== controlPeer

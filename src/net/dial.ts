@@ -1,0 +1,77 @@
+// Dialling: one TCP connect with a deadline, and candidates tried in order. Used by the proxy for
+// the server's data endpoints and by diagnose for the same probe.
+
+import net from 'node:net'
+import { DialError, type DialAttempt, type DialFailure } from '../errors.js'
+import type { DataCandidate } from './address-policy.js'
+
+export type { DialAttempt } from '../errors.js'
+
+/** Maps a connect error to why it failed: refused, timed out, or anything else unreachable. */
+export function dialFailure(code: string | undefined): DialFailure {
+  if (code === 'ECONNREFUSED') return 'refused'
+  if (code === 'ETIMEDOUT') return 'timeout'
+  return 'unreachable'
+}
+
+/**
+ * Dials the candidates in order, each within `timeoutMs`, from `localAddress` (the local
+ * address of the upstream control socket: vsftpd refuses a data connection from another IP).
+ * Resolves with the first socket that connects; rejects with every attempt's error.
+ */
+export async function dialFirst(
+  candidates: readonly DataCandidate[],
+  port: number,
+  localAddress: string | undefined,
+  timeoutMs: number,
+): Promise<{ socket: net.Socket; candidate: DataCandidate; attempts: DialAttempt[] }> {
+  const attempts: DialAttempt[] = []
+  let lastCode: string | undefined
+  for (const candidate of candidates) {
+    const started = performance.now()
+    try {
+      const socket = await connectTo(candidate.host, port, localAddress, timeoutMs)
+      attempts.push({ host: candidate.host, port, kind: candidate.kind, ms: performance.now() - started })
+      return { socket, candidate, attempts }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      lastCode = code
+      attempts.push({
+        host: candidate.host,
+        port,
+        kind: candidate.kind,
+        error: code ?? (err as Error).message,
+        ms: performance.now() - started,
+      })
+    }
+  }
+  throw new DialError(dialFailure(lastCode), attempts)
+}
+
+/** One TCP connect within `timeoutMs`, from `localAddress` when it is of the target's family. */
+export function connectTo(host: string, port: number, localAddress: string | undefined, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const options: net.NetConnectOpts = { host, port, allowHalfOpen: true }
+    // A local address of the other family cannot be bound for this target: let the kernel pick.
+    if (localAddress !== undefined && net.isIP(localAddress) === net.isIP(host)) options.localAddress = localAddress
+    const socket = net.connect(options)
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
+    }, timeoutMs)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.removeListener('error', onError)
+      // Until its owner takes it (the other leg may still be connecting), an error on the socket
+      // must not go unhandled; the owner's own listeners and 'close' tell the rest.
+      socket.on('error', () => {})
+      resolve(socket)
+    })
+    const onError = (err: Error): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      reject(err)
+    }
+    socket.once('error', onError)
+  })
+}
