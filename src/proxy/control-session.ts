@@ -19,7 +19,7 @@ import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Config } from '../config-types.js'
-import { addressClass, dataTargets, isIPv4, normalizeAddress, policyRefusal } from '../net/address-policy.js'
+import { addressClass, dataTargets, isIPv4, policyRefusal } from '../net/address-policy.js'
 import type { PortLease, PortPool } from '../net/port-pool.js'
 import type { ProxyMetrics } from '../observe/metrics.js'
 import type { CommandRefusal, FailureReason, LeaseOutcome } from './outcomes.js'
@@ -27,9 +27,6 @@ import {
   isAborWithoutLf,
   logSafe,
   parseCommand,
-  parseEprt,
-  parsePort,
-  TRANSFER_VERBS,
   transferDirection,
   type ActiveTarget,
   type Command,
@@ -39,6 +36,7 @@ import { format227, format229, parsePassiveReply, replyLineCode } from '../proto
 import { DialError, LineTooLongError, ProxyError } from '../errors.js'
 import { connectTo, dialFirst } from '../net/dial.js'
 import { DataLease, type DataLeaseOptions } from './data-relay.js'
+import { decideCommand } from './command-policy.js'
 import { hintFor } from './hints.js'
 import { LegWriter } from './leg-writer.js'
 
@@ -360,83 +358,47 @@ export class ControlSession {
     const command = parseCommand(line)
     this.#armIdle()
     if (this.#log.isLevelEnabled('debug')) this.#log.debug({ cmd: logSafe(command) }, 'command')
-    const config = this.#ctx.config()
-    switch (command.verb) {
-      case 'USER':
-        this.#user = command.arg
-        break
-      case 'QUIT':
-        this.#quit = true
-        break
-      case 'AUTH':
-      case 'PBSZ':
-      case 'PROT':
-        // RFC 4217: FTPS is not built yet. Answered at once, never passed on: after a server's
-        // 234 the client would start a TLS handshake the proxy cannot frame. Clients that only
-        // allow TLS (FileZilla's default, lftp's ftp:ssl-allow) go on in clear after a 5xx.
-        return this.#refuse(command, 'tls', `502 ${command.verb} is not supported by this proxy: TLS is not available through it.`)
-      case 'FEAT':
-        return this.#forward({ type: 'feat' }, line)
-      case 'ABOR':
-        // RFC 959 4.1.3: ABOR ends the transfer in progress. A server that reads no urgent data
-        // notices only when its data connection closes, so the proxy resets both legs first,
-        // and sends a clean ABOR whatever Telnet bytes or lost LF came with it.
-        for (const lease of [...this.#leases]) lease.cancel('aborted')
-        return this.#forward({ type: 'plain' }, Buffer.from('ABOR\r\n'))
-      case 'LPSV':
-      case 'LPRT':
-        // RFC 1639 long addresses: refused, so clients fall back to what the proxy rewrites.
-        return this.#refuse(command, 'unsupported', `502 ${command.verb} is not supported by this proxy; use EPSV or PASV.`)
-      case 'PASV':
-        if (this.#epsvAll) return this.#refuse(command, 'epsv_all', '503 PASV refused: EPSV ALL was sent, only EPSV is allowed (RFC 2428).')
-        return this.#forward({ type: 'passive', verb: command.verb, form: 227, active: null, retried: false }, line)
-      case 'EPSV':
-        if (command.arg.trim().toUpperCase() === 'ALL') {
-          // RFC 2428 4: after EPSV ALL the client uses EPSV only; the proxy enforces that on
-          // the client side and stays free to drive the server with PASV if it must.
-          this.#epsvAll = true
-          return this.#local('200 EPSV ALL command successful.')
-        }
-        // The protocol argument (1 or 2) names the client's side; toward the server the proxy
-        // uses its own control connection's family, or PASV for a server without EPSV.
-        return this.#forward(
-          { type: 'passive', verb: command.verb, form: 229, active: null, retried: false },
-          Buffer.from(this.#serverNoEpsv ? 'PASV\r\n' : 'EPSV\r\n'),
-        )
-      case 'PORT':
-      case 'EPRT': {
-        if (this.#epsvAll) return this.#refuse(command, 'epsv_all', `503 ${command.verb} refused: EPSV ALL was sent, only EPSV is allowed (RFC 2428).`)
-        const parsed = command.verb === 'PORT' ? parsePort(command.arg) : parseEprt(command.arg)
-        if (parsed === null) return this.#refuse(command, 'malformed', `501 Syntax error in ${command.verb} parameters.`)
-        // lftp on loopback sends `EPRT |2|::|port|`: an unspecified address can only mean the
-        // client itself, and the proxy dials nothing else. The address is dialled as checked:
-        // normalised, never the client's raw spelling of it.
-        const host = addressClass(parsed.host) === 'unspecified' ? this.#ep.clientAddress : normalizeAddress(parsed.host)
-        const target: ActiveTarget = { ...parsed, host }
-        // RFC 2577 4: a data connection only to the control client's own address, never to a
-        // privileged port (the FTP bounce attack).
-        if (host !== this.#ep.clientAddress || target.port < 1024) {
-          return this.#refuse(command, 'bounce', `504 ${command.verb} refused: the data address must be your own address and a port from 1024 up.`)
-        }
-        if (config.activeMode === 'deny') {
-          return this.#refuse(command, 'unsupported', '502 Active mode is disabled on this proxy; use PASV or EPSV.')
-        }
-        if (config.activeMode === 'relay') return this.#relayActive(command, target)
-        // Active mode toward the client, passive toward the server: the proxy dials both.
-        return this.#forward(
-          { type: 'passive', verb: command.verb, form: 'active', active: target, retried: false },
-          Buffer.from(this.#serverNoEpsv || this.#ep.upstreamFamily === 4 ? 'PASV\r\n' : 'EPSV\r\n'),
-        )
+    const { action, set } = decideCommand(
+      {
+        ending: this.#state !== 'open',
+        epsvAll: this.#epsvAll,
+        serverWithoutEpsv: this.#serverNoEpsv,
+        leasePending: this.#current !== null && !this.#current.ended,
+        activeMode: this.#ctx.config().activeMode,
+        clientAddress: this.#ep.clientAddress,
+        serverFamily: this.#ep.upstreamFamily,
+      },
+      command,
+    )
+    if (set?.user !== undefined) this.#user = set.user
+    if (set?.quit === true) this.#quit = true
+    if (set?.epsvAll === true) this.#epsvAll = true
+    switch (action.type) {
+      case 'drop':
+        return
+      case 'forward':
+        return this.#forward(action.reply === 'feat' ? FEAT : PLAIN, line)
+      case 'transfer': {
+        const lease = this.#current as DataLease
+        lease.attach(command)
+        this.#current = null
+        return this.#forward({ type: 'transfer', lease, preliminary: false }, line)
       }
-      default:
-        if (TRANSFER_VERBS.has(command.verb) && this.#current !== null && !this.#current.ended) {
-          const lease = this.#current
-          lease.attach(command)
-          this.#current = null
-          return this.#forward({ type: 'transfer', lease, preliminary: false }, line)
-        }
+      case 'abort':
+        for (const lease of [...this.#leases]) lease.cancel('aborted')
+        return this.#forward(PLAIN, Buffer.from(action.send))
+      case 'passive':
+        return this.#forward(
+          { type: 'passive', verb: command.verb, form: action.form, active: action.active, retried: false },
+          action.send === null ? line : Buffer.from(action.send),
+        )
+      case 'relay':
+        return this.#relayActive(command, action.active)
+      case 'reply':
+        return this.#local(action.text)
+      case 'refuse':
+        return this.#refuse(command, action.reason, action.text)
     }
-    return this.#forward({ type: 'plain' }, line)
   }
 
   /**
@@ -1078,6 +1040,8 @@ export class ControlSession {
 }
 
 const LOCAL: Expect = Object.freeze({ type: 'local' })
+const PLAIN: Expect = Object.freeze({ type: 'plain' })
+const FEAT: Expect = Object.freeze({ type: 'feat' })
 
 // The proxy's own refusals come from a small set of texts; a client repeating a refused command
 // thousands of times should not cost a new buffer each.
