@@ -1,429 +1,62 @@
-// One data-connection setup (a lease): a pool port held for one client, a connection to the
-// server's data endpoint made before the client is told where to connect, and the relay between
-// the two. Every lease ends exactly once, with one outcome (see LeaseOutcome).
+// Bytes between a client leg and a server leg of a data connection: both ways, each FIN passed on
+// by itself (allowHalfOpen), a broken leg turned into a reset of the other, never into a FIN.
 
 import type net from 'node:net'
-import type { Logger } from 'pino'
-import { normalizeAddress } from '../net/address-policy.js'
-import { connectTo } from '../net/dial.js'
-import type { PortLease } from '../net/port-pool.js'
-import { watchSendQueue } from '../net/send-queue.js'
-import type { ProxyMetrics } from '../observe/metrics.js'
-import type { Direction, FailureReason, LeaseOutcome } from './outcomes.js'
-import { transferDirection, type Command } from '../protocol/commands.js'
 
-export interface DataLeaseOptions {
-  readonly id: number
-  /**
-   * The pool port: the client connects to it (passive), or the server does (relay); null when
-   * the proxy dials the client itself (active mode made passive toward the server).
-   */
-  readonly port: PortLease | null
-  /** The server leg, dialled before the lease; null in relay mode, where the server connects in. */
-  readonly upstream: net.Socket | null
-  /** Relay mode: the server's address (the only one accepted on the port) and where to dial the client. */
-  readonly relay?: {
-    readonly serverAddress: string
-    readonly client: { readonly host: string; readonly port: number; readonly localAddress: string; readonly timeoutMs: number }
-  }
-  /** The control client's IP: the only address allowed to connect (RFC 2577 port stealing). */
-  readonly clientAddress: string
-  readonly acceptTimeoutMs: number
-  /** No byte moved on either leg this long, or no final reply this long after the data: failed{data_idle}. */
-  readonly dataIdleTimeoutMs: number
-  /** After a finished transfer, how long the client's leg may stay open before it is destroyed. */
-  readonly closeTimeoutMs: number
-  readonly metrics: ProxyMetrics
-  readonly log: Logger
-  /** Called once when the lease ends. */
-  readonly onEnd: (lease: DataLease, outcome: LeaseOutcome) => void
+export interface RelayHooks {
+  /** A leg reported an error (recorded by the owner; the legs' 'close' tells the rest). */
+  readonly onError: (err: Error) => void
+  /** Whether the relay has failed: a leg that closes then resets the other. */
+  readonly failed: () => boolean
+  /** Called once per leg when it closes. */
+  readonly onClosed: () => void
+  /** Called when either leg has been handed its last byte and our FIN. */
+  readonly onFinish: () => void
 }
 
-/** How the data carried by a lease went, for the 226 held back until the client leg drained. */
-export type DrainResult = 'ok' | 'failed' | 'not_connected'
-
-export class DataLease {
-  readonly id: number
-  readonly port: number
-  #opts: DataLeaseOptions
-  #client: net.Socket | null = null
-  #upstream: net.Socket | null = null
-  #acceptTimer: NodeJS.Timeout | null
-  #outcome: LeaseOutcome | null = null
-  #cancelling: LeaseOutcome | null = null
-  #direction: Direction = 'download'
-  #command: Command | null = null
-  #transferOk = false
-  #bytesTimer: NodeJS.Timeout | null = null
-  #counted = { download: 0, upload: 0 }
-  #startedAt = 0
-  #closedLegs = 0
-  #error: Error | null = null
-  #drainWaiters: Array<(r: DrainResult) => void> = []
-  /** The server's success reply has been handed to the client. */
-  #replyPassed = false
-  #lingering: Promise<void> | null = null
-  /** Bytes moved on both legs at the last check, and when that count last changed. */
-  #moved = 0
-  #movedAt = 0
-
-  constructor(opts: DataLeaseOptions) {
-    this.id = opts.id
-    this.port = opts.port?.port ?? 0
-    this.#opts = opts
-    opts.port?.accept(
-      (socket) => this.#onConnection(socket),
-      // A listener error after bind (rare: EMFILE on accept) ends the lease; nothing to relay.
-      (err) => {
-        this.#error ??= err
-        this.#settle({ result: 'failed', reason: 'reset' })
-      },
-    )
-    if (opts.upstream !== null) this.#adoptUpstream(opts.upstream)
-    // Relay mode waits for the server to connect, the others for the client.
-    const reason = opts.relay === undefined ? 'client_timeout' : 'upstream_timeout'
-    this.#acceptTimer = setTimeout(() => this.#settle({ result: 'failed', reason }), opts.acceptTimeoutMs)
-  }
-
-  // Until the client leg exists, the server leg is not read: its data waits in the kernel.
-  #adoptUpstream(socket: net.Socket): void {
-    this.#upstream = socket
-    socket.setKeepAlive(true, 60_000)
-    socket.on('error', (err) => {
-      this.#error ??= err
-    })
-    socket.on('close', () => this.#onLegClosed())
-  }
-
-  /** Whether a client connected (the lease is in use, not replaceable). */
-  get claimed(): boolean {
-    return this.#client !== null || (this.#opts.relay !== undefined && this.#upstream !== null)
-  }
-
-  get ended(): boolean {
-    return this.#outcome !== null
-  }
-
-  get outcome(): LeaseOutcome | null {
-    return this.#outcome
-  }
-
-  get bytes(): { download: number; upload: number } {
-    return { download: this.#upstream?.bytesRead ?? 0, upload: this.#client?.bytesRead ?? 0 }
-  }
-
-  get seconds(): number {
-    return this.#startedAt === 0 ? 0 : (performance.now() - this.#startedAt) / 1000
-  }
-
-  /** The transfer command that uses this lease, if one came. */
-  get command(): Command | null {
-    return this.#command
-  }
-
-  /** Attaches the transfer command that uses this lease (its direction, for drains and logs). */
-  attach(command: Command): void {
-    this.#command = command
-    this.#direction = transferDirection(command.verb)
-  }
-
-  /**
-   * Resolves when the leg that carries the data has been handed every byte: the client leg for
-   * a download, the server leg for an upload; 'failed' when a leg broke, 'not_connected' when
-   * the lease ended before a client connected.
-   */
-  drained(): Promise<DrainResult> {
-    if (this.#error === null && this.#dataLegFinished()) return Promise.resolve('ok')
-    if (this.#outcome !== null) return Promise.resolve(this.#drainResultAtEnd())
-    return new Promise((resolve) => this.#drainWaiters.push(resolve))
-  }
-
-  /**
-   * The server's final reply to the transfer command was a success. A relay whose legs closed
-   * cleanly is `ok` only once this has come: a server that cuts a transfer halfway closes the
-   * data connection cleanly too, then says 426.
-   */
-  transferSucceeded(): void {
-    this.#transferOk = true
-    if (this.#closedLegs >= 2 && this.#error === null && this.#cancelling === null) this.#settle({ result: 'ok' })
-  }
-
-  /**
-   * The server's success reply has been handed to the client. With the data relayed too, the
-   * transfer is over: the lease ends now and closes its legs, whether or not the client ever
-   * closes its data socket (a client that keeps them would otherwise hold a pool port each).
-   */
-  replyPassed(): void {
-    this.#replyPassed = true
-    this.#completeIfDone()
-  }
-
-  #completeIfDone(): void {
-    if (!this.#replyPassed || !this.#transferOk || this.#error !== null || this.#cancelling !== null) return
-    if (this.#dataLegFinished()) this.#settle({ result: 'ok' })
-  }
-
-  /** Ends the lease now with a cancel reason (replaced, aborted, refused, closed), closing both legs. */
-  cancel(reason: 'replaced' | 'aborted' | 'refused' | 'closed'): void {
-    if (this.#outcome !== null || this.#cancelling !== null) return
-    const outcome: LeaseOutcome = { result: 'cancelled', reason }
-    if (this.#client === null || this.#closedLegs >= 2) {
-      this.#settle(outcome)
+/** Relays between `client` and `upstream`; reading starts when the caller resumes `client`. */
+export function relayLegs(client: net.Socket, upstream: net.Socket, hooks: RelayHooks): void {
+  client.setKeepAlive(true, 60_000)
+  client.on('error', hooks.onError)
+  client.on('close', hooks.onClosed)
+  // An error on one leg resets the other: a broken transfer must not look complete. A FIN
+  // would tell a server that an upload ended well (it would store the truncated file).
+  client.on('close', () => {
+    if (hooks.failed()) resetLeg(upstream)
+  })
+  upstream.on('close', () => {
+    if (hooks.failed()) resetLeg(client)
+  })
+  // pipe() respects write() returning false and ends the destination on the source's FIN;
+  // with allowHalfOpen each FIN is forwarded on its own.
+  upstream.pipe(client)
+  client.pipe(upstream, { end: false })
+  // The client's end of an upload is passed on only once it is known to be a FIN: libuv
+  // reports an RST that arrives right behind the data as a plain EOF, and a FIN forwarded then
+  // would make the server store a truncated file as complete. An empty write fails on a
+  // reset connection and succeeds on a half-closed one.
+  client.once('end', () => {
+    // After the server's FIN has been passed to the client (a download), there is nothing to
+    // probe with, and nothing of the client's to lose.
+    if (client.writableEnded) {
+      upstream.end()
       return
     }
-    // Settled when both legs have closed, so the port is free only once the sockets are. A
-    // reset, not a FIN: a server must never take a cancelled upload as complete (ABOR included).
-    this.#cancelling = outcome
-    resetLeg(this.#client)
-    if (this.#upstream !== null) resetLeg(this.#upstream)
-  }
-
-  /** Ends a relay that broke (the server reported a failed transfer while a leg was open). */
-  fail(reason: FailureReason): void {
-    if (this.#outcome !== null || this.#cancelling !== null) return
-    if (this.#client === null || this.#closedLegs >= 2) {
-      this.#settle({ result: 'failed', reason })
-      return
-    }
-    this.#cancelling = { result: 'failed', reason }
-    resetLeg(this.#client)
-    if (this.#upstream !== null) resetLeg(this.#upstream)
-  }
-
-  #onConnection(socket: net.Socket): void {
-    const peer = normalizeAddress(socket.remoteAddress ?? '')
-    const relay = this.#opts.relay
-    const expected = relay === undefined ? this.#opts.clientAddress : relay.serverAddress
-    const taken = relay === undefined ? this.#client !== null : this.#upstream !== null
-    if (taken || this.#outcome !== null || peer !== expected) {
-      if (peer !== expected) {
-        this.#opts.metrics.foreignDataConnections.inc()
-        this.#opts.log.warn({ lease: this.id, from: peer, expected }, 'data connection from a foreign address refused')
-      }
-      socket.destroy()
-      return
-    }
-    if (relay === undefined) {
-      this.startRelay(socket)
-      return
-    }
-    // Relay mode: the server connected in; now the proxy dials the client's PORT/EPRT address.
-    if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
-    this.#acceptTimer = null
-    this.#adoptUpstream(socket)
-    const { host, port, localAddress, timeoutMs } = relay.client
-    connectTo(host, port, localAddress, timeoutMs).then(
-      (client) => {
-        if (this.#outcome !== null || this.#cancelling !== null) client.destroy()
-        else this.startRelay(client)
-      },
-      (err: Error) => {
-        this.#error ??= err
-        this.#settle({ result: 'failed', reason: 'client_timeout' })
-      },
-    )
-  }
-
-  /** Relays between the server leg and a client leg: accepted on the pool port, or dialled. */
-  startRelay(socket: net.Socket): void {
-    if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
-    this.#acceptTimer = null
-    this.#client = socket
-    this.#startedAt = performance.now()
-    this.#movedAt = this.#startedAt
-    const client = socket
-    const upstream = this.#upstream as net.Socket
-    client.setKeepAlive(true, 60_000)
-    client.on('error', (err) => {
-      this.#error ??= err
-    })
-    client.on('close', () => this.#onLegClosed())
-    // An error on one leg resets the other: a broken transfer must not look complete. A FIN
-    // would tell a server that an upload ended well (it would store the truncated file).
-    client.on('close', () => {
-      if (this.#error !== null) resetLeg(upstream)
-    })
-    upstream.on('close', () => {
-      if (this.#error !== null) resetLeg(client)
-    })
-    // pipe() respects write() returning false and ends the destination on the source's FIN;
-    // with allowHalfOpen each FIN is forwarded on its own.
-    upstream.pipe(client)
-    client.pipe(upstream, { end: false })
-    // The client's end of an upload is passed on only once it is known to be a FIN: libuv
-    // reports an RST that arrives right behind the data as a plain EOF, and a FIN forwarded then
-    // would make the server store a truncated file as complete. An empty write fails on a
-    // reset connection and succeeds on a half-closed one.
-    client.once('end', () => {
-      // After the server's FIN has been passed to the client (a download), there is nothing to
-      // probe with, and nothing of the client's to lose.
-      if (client.writableEnded) {
+    client.write(Buffer.alloc(0), (err) => {
+      if (err == null) {
         upstream.end()
         return
       }
-      client.write(Buffer.alloc(0), (err) => {
-        if (err == null) {
-          upstream.end()
-          return
-        }
-        this.#error ??= err
-        resetLeg(upstream)
-      })
+      hooks.onError(err)
+      resetLeg(upstream)
     })
-    // Bytes are counted while they flow, once a second, so a long transfer shows as throughput
-    // rather than one step at its end; socket.bytesRead costs nothing on the data path.
-    this.#bytesTimer = setInterval(() => {
-      this.#countBytes()
-      this.#checkIdle()
-    }, 1000)
-    this.#bytesTimer.unref()
-    client.once('finish', () => this.#onFinish())
-    upstream.once('finish', () => this.#onFinish())
-    client.resume()
-  }
-
-  #countBytes(): void {
-    const { download, upload } = this.bytes
-    this.#opts.metrics.dataBytes.inc({ direction: 'download' }, download - this.#counted.download)
-    this.#opts.metrics.dataBytes.inc({ direction: 'upload' }, upload - this.#counted.upload)
-    this.#counted = { download, upload }
-  }
-
-  /**
-   * --data-idle-timeout: no byte moved on either leg (a peer that neither sends nor reads, a dead
-   * path), or the data is relayed and the server's final reply does not come. Bytes handed to
-   * the kernel count as moved: a slow reader that drains its window keeps the relay alive.
-   */
-  #checkIdle(): void {
-    const c = this.#client
-    const u = this.#upstream
-    const moved = (c?.bytesRead ?? 0) + (c?.bytesWritten ?? 0) + (u?.bytesRead ?? 0) + (u?.bytesWritten ?? 0)
-    const now = performance.now()
-    if (moved !== this.#moved) {
-      this.#moved = moved
-      this.#movedAt = now
-      return
-    }
-    if (now - this.#movedAt < this.#opts.dataIdleTimeoutMs) return
-    this.#opts.log.info({ lease: this.id, idleSeconds: this.#opts.dataIdleTimeoutMs / 1000 }, 'data connection idle; closing')
-    this.#error ??= new Error(`no data moved for ${this.#opts.dataIdleTimeoutMs / 1000} s`)
-    this.fail('data_idle')
-  }
-
-  // Called when either leg has been handed its last byte and our FIN.
-  #onFinish(): void {
-    if (this.#error !== null || !this.#dataLegFinished()) return
-    for (const w of this.#drainWaiters.splice(0)) w('ok')
-    this.#completeIfDone()
-  }
-
-  #dataLegFinished(): boolean {
-    const leg = this.#direction === 'upload' ? this.#upstream : this.#client
-    return leg !== null && leg.writableFinished
-  }
-
-  #onLegClosed(): void {
-    this.#closedLegs++
-    if (this.#client === null) {
-      // The server closed its leg before any client came: nothing can be relayed.
-      if (this.#outcome === null && this.#cancelling === null) {
-        this.#settle({ result: 'failed', reason: 'reset' })
-      }
-      return
-    }
-    if (this.#closedLegs < 2) return
-    if (this.#cancelling !== null) this.#settle(this.#cancelling)
-    else if (this.#error !== null) this.#settle({ result: 'failed', reason: 'reset' })
-    // With a transfer command, the server's final reply decides (transferSucceeded or fail).
-    else if (this.#command === null || this.#transferOk) this.#settle({ result: 'ok' })
-  }
-
-  #drainResultAtEnd(): DrainResult {
-    if (this.#error === null && this.#dataLegFinished()) return 'ok'
-    return this.#client === null ? 'not_connected' : 'failed'
-  }
-
-  #settle(outcome: LeaseOutcome): void {
-    if (this.#outcome !== null) return
-    this.#outcome = outcome
-    if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
-    this.#acceptTimer = null
-    if (outcome.result === 'ok') {
-      // A finished transfer: the server's leg goes now; the client's gets a short grace to close
-      // by itself (its FIN, or ours, is already out), then is destroyed whatever it does.
-      this.#upstream?.destroy()
-      const client = this.#client
-      if (client !== null && !client.destroyed) {
-        client.end()
-        this.#linger(client)
-      }
-    } else {
-      // Anything else is not a complete transfer: a reset on every leg still open.
-      if (this.#client !== null) resetLeg(this.#client)
-      if (this.#upstream !== null) resetLeg(this.#upstream)
-    }
-    this.#opts.port?.release()
-    if (this.#client !== null) {
-      this.#countBytes()
-      this.#opts.metrics.dataTransferSeconds.observe(this.seconds)
-    }
-    if (this.#bytesTimer !== null) clearInterval(this.#bytesTimer)
-    const result = this.#drainResultAtEnd()
-    for (const w of this.#drainWaiters.splice(0)) w(result)
-    this.#opts.metrics.leaseEnded(outcome)
-    this.#opts.onEnd(this, outcome)
-  }
-
-  /**
-   * A finished transfer's client leg. The kernel may still be sending a download's last bytes
-   * (megabytes, to a slow reader): the leg stays until its send queue is empty, then gets
-   * --close-timeout to close by itself, then is destroyed. A queue that does not shrink for
-   * --data-idle-timeout is a client that reads no more: destroyed then.
-   */
-  #linger(client: net.Socket): void {
-    let lastQueued = Number.POSITIVE_INFINITY
-    let movedAt = performance.now()
-    let grace: NodeJS.Timeout | null = null
-    this.#lingering = new Promise((resolve) => {
-      const stop = watchSendQueue(client, (queued) => {
-        if (queued === null || queued === 0) {
-          grace ??= setTimeout(() => client.destroy(), this.#opts.closeTimeoutMs)
-          return
-        }
-        const now = performance.now()
-        if (queued < lastQueued) {
-          lastQueued = queued
-          movedAt = now
-        } else if (now - movedAt >= this.#opts.dataIdleTimeoutMs) {
-          client.destroy()
-        }
-      })
-      client.once('close', () => {
-        stop()
-        if (grace !== null) clearTimeout(grace)
-        this.#lingering = null
-        resolve()
-      })
-    })
-  }
-
-  /**
-   * While a finished transfer's client leg is still open (its last bytes on their way), a
-   * promise that resolves when it closes; null otherwise. The session counts such a leg as a
-   * running transfer for its idle timeout.
-   */
-  get lingering(): Promise<void> | null {
-    return this.#lingering
-  }
-
-  /** The error that ended the relay, if any, for logs. */
-  get error(): Error | null {
-    return this.#error
-  }
+  })
+  client.once('finish', hooks.onFinish)
+  upstream.once('finish', hooks.onFinish)
 }
 
 /** Closes a leg with a TCP reset (RST) rather than a FIN; a no-op on a leg already closed. */
-function resetLeg(socket: net.Socket): void {
+export function resetLeg(socket: net.Socket): void {
   if (socket.destroyed) return
   socket.resetAndDestroy()
 }
