@@ -7,30 +7,36 @@
 // thousand watched sockets cost one read, not a thousand.
 
 import { readFile } from 'node:fs/promises'
-import type net from 'node:net'
 
 type Watcher = (queued: number | null) => void
 
-const watchers = new Map<net.Socket, Watcher>()
+/** A TCP connection by its two ports: it stays in /proc/net/tcp after its descriptor is closed. */
+export interface PortPair {
+  readonly localPort: number
+  readonly remotePort: number
+}
+
+const watchers = new Map<object, { readonly key: string; readonly onQueue: Watcher }>()
 let timer: NodeJS.Timeout | null = null
 let polling = false
 const POLL_MS = 500
 
 /**
- * Calls `onQueue` about twice a second with the bytes the kernel still holds for `socket`
- * (null where /proc/net/tcp is not available, or the socket is not listed), until the returned
- * function is called or the socket closes.
+ * Calls `onQueue` about twice a second with the bytes the kernel still holds for the connection
+ * (null where /proc/net/tcp is not available, or the connection is no longer listed), until the
+ * returned function is called. The descriptor may be closed already: the kernel goes on
+ * sending what it holds (no SO_LINGER), and lists the connection until it is done.
  */
-export function watchSendQueue(socket: net.Socket, onQueue: Watcher): () => void {
-  watchers.set(socket, onQueue)
+export function watchSendQueue(ports: PortPair, onQueue: Watcher): () => void {
+  const handle = {}
+  watchers.set(handle, { key: `${hexPort(ports.localPort)}:${hexPort(ports.remotePort)}`, onQueue })
   const stop = (): void => {
-    watchers.delete(socket)
+    watchers.delete(handle)
     if (watchers.size === 0 && timer !== null) {
       clearInterval(timer)
       timer = null
     }
   }
-  socket.once('close', stop)
   if (timer === null) {
     timer = setInterval(() => void poll(), POLL_MS)
     timer.unref()
@@ -52,10 +58,7 @@ async function poll(): Promise<void> {
       }
       parseInto(text, queues)
     }
-    for (const [socket, onQueue] of [...watchers]) {
-      const key = `${hexPort(socket.localPort)}:${hexPort(socket.remotePort)}`
-      onQueue(queues.size === 0 ? null : (queues.get(key) ?? null))
-    }
+    for (const { key, onQueue } of [...watchers.values()]) onQueue(queues.size === 0 ? null : (queues.get(key) ?? null))
   } finally {
     polling = false
   }

@@ -44,6 +44,8 @@ export class ControlSession {
    * commands are taken: a 64 KiB chunk of `LPSV\r\n` is one buffer here, not 10,922 live lines.
    */
   readonly #clientIn: Buffer[] = []
+  /** The last command line ended in a bare CR (an ABOR whose LF was urgent data). */
+  #afterBareCr = false
   /** A command whose setup is asynchronous (a relayed PORT) holds the ones behind it. */
   #commandBusy = false
   #epsvAll = false
@@ -111,7 +113,7 @@ export class ControlSession {
     // A FIN from the client is passed on; the server's last replies still reach the client.
     client.on('end', () => {
       this.#life.clientEnded()
-      this.#toServer.end()
+      this.#guard(() => this.#pump())
     })
     upstream.on('end', () => this.#guard(() => this.#onServerGone()))
     client.on('error', (err) => this.#log.debug({ leg: 'client', error: err.message }, 'control connection error'))
@@ -210,7 +212,13 @@ export class ControlSession {
       try {
         // At most one line: the piece holds at most one LF (or ends in the CR of an ABOR).
         const line = this.#clientFramer.push(piece)[0]
-        if (line !== undefined) return line
+        if (line === undefined) continue
+        // The LF of an ABOR taken on its bare CR may still come (it was not urgent data after
+        // all): it ends nothing, and must not reach the server as an empty command.
+        const afterBareCr = this.#afterBareCr
+        this.#afterBareCr = line[line.length - 1] === 0x0d
+        if (afterBareCr && line.length === 1 && line[0] === 0x0a) continue
+        return line
       } catch (err) {
         if (!(err instanceof LineTooLongError)) throw err
         this.#log.warn({ limit: err.limit }, 'client sent a command line over the limit; closing')
@@ -244,18 +252,26 @@ export class ControlSession {
       case 'drop':
         return
       case 'forward':
-        return this.#forward(action.reply === 'feat' ? FEAT : PLAIN, line)
+        this.#forward(action.reply === 'feat' ? FEAT : PLAIN, line)
+        return
       case 'transfer': {
         const lease = this.#data.takePending(command)
-        if (lease === null) return this.#forward(PLAIN, line)
-        return this.#forward({ type: 'transfer', lease, preliminary: false }, line)
+        this.#forward(lease === null ? PLAIN : { type: 'transfer', lease, preliminary: false }, line)
+        return
       }
       case 'abort':
         this.#data.cancelAll('aborted')
-        return this.#forward(PLAIN, Buffer.from(action.send))
+        this.#forward(PLAIN, Buffer.from(action.send))
+        return
       case 'passive': {
+        // The commands behind a passive request wait until it is answered: a transfer command
+        // sent right behind it belongs to the lease its reply makes, and an EPSV the server
+        // refuses is asked again as PASV before any later command reaches the server.
         const expect = { type: 'passive', verb: command.verb, form: action.form, active: action.active, retried: false } as const
-        return this.#forward(expect, action.send === null ? line : Buffer.from(action.send))
+        const slot = this.#forward(expect, action.send === null ? line : Buffer.from(action.send))
+        return new Promise((resolve) => {
+          slot.onDone = resolve
+        })
       }
       case 'relay':
         return this.#relayActive(command, action.active)
@@ -274,10 +290,11 @@ export class ControlSession {
     this.#forward({ type: 'relayed', lease: setup.lease }, setup.send)
   }
 
-  #forward(expect: Expect, bytes: Buffer): void {
+  #forward(expect: Expect, bytes: Buffer): Slot {
     this.#refusedInRow = 0
-    this.#replies.awaitReply(expect)
+    const slot = this.#replies.awaitReply(expect)
     this.#toServer.write(bytes)
+    return slot
   }
 
   /** Answers a command without the server, counted by reason. */
@@ -336,7 +353,7 @@ export class ControlSession {
     }
     if (e.type === 'greeting') this.#greeted = true
     if (code === 227 || code === 229) {
-      return this.#replies.later(slot, () => this.#data.passiveReply(lines, code, e.type === 'passive' ? e : null))
+      return this.#replies.later(slot, () => this.#data.passiveReply(lines, code, e.type === 'passive' ? e : null), lines)
     }
     if (e.type === 'passive' && e.form === 229 && !e.retried && (code === 500 || code === 502)) {
       // A server without EPSV (500: not understood, 502: not implemented): ask it with PASV and
@@ -351,7 +368,7 @@ export class ControlSession {
       // The 226 is held until the client's leg has every byte; the lease ends once it is out.
       e.lease.transferSucceeded()
       slot.onSent = () => e.lease.replyPassed()
-      return this.#replies.later(slot, () => this.#data.finalReply(e.lease, lines))
+      return this.#replies.later(slot, () => this.#data.finalReply(e.lease, lines), lines)
     }
     if (e.type === 'passive' && e.form === 'active' && code >= 400) {
       // The server refused the passive request made for the client's PORT/EPRT.
@@ -382,6 +399,8 @@ export class ControlSession {
     } finally {
       this.#client.uncork()
     }
+    // The client's FIN goes to the server once every command before it has.
+    if (this.#life.clientHasEnded && this.#clientIn.length === 0 && !this.#commandBusy) this.#toServer.end()
     // The server is gone and its last reply is out: the session ends, whether or not the
     // client closes its side.
     if (this.#life.phase === 'ending' && this.#replies.pending === 0) this.#endClient()
@@ -398,7 +417,9 @@ export class ControlSession {
     const readClient = phase !== 'open' || (this.#clientIn.length === 0 && this.#canTakeCommand())
     if (readClient) this.#client.resume()
     else this.#client.pause()
-    const readServer = !this.#toClient.backedUp && this.#replies.held < this.#limits.maxHeldReplyBytes
+    // While the next reply due to the client is the server's to give, the server is read
+    // whatever is held behind it: that reply is the only way on.
+    const readServer = !this.#toClient.backedUp && (this.#replies.held < this.#limits.maxHeldReplyBytes || this.#replies.headAwaitsServer)
     if (readServer) this.#upstream.resume()
     else this.#upstream.pause()
   }
@@ -472,7 +493,8 @@ export class ControlSession {
       const quiet = performance.now() - this.#lastActivity
       // The idle timeout counts only while no transfer runs: a long transfer keeps the control
       // connection silent for as long as it takes.
-      if (quiet < ms || this.transferActive) return this.#scheduleIdle(Math.max(ms - quiet, 50))
+      if (this.transferActive) return this.#scheduleIdle(ms)
+      if (quiet < ms) return this.#scheduleIdle(ms - quiet)
       this.#log.info({ idleSeconds: ms / 1000 }, 'control connection idle; closing')
       this.closeWith(`421 Idle timeout (${ms / 1000} s): closing control connection.\r\n`, 'idle timeout')
     }, inMs)
@@ -497,7 +519,8 @@ export class ControlSession {
     const ep = this.#endpoints
     const seconds = Number(((performance.now() - this.#openedAt) / 1000).toFixed(3))
     this.#log.info({ clientPort: ep.clientPort, upstreamLocalPort: ep.upstreamLocalPort, seconds, reason: this.#life.reason }, 'session closed')
-    void this.#data.settled().then(() => this.#resolveDone())
+    // Done once no lease holds a port and no reply work (a rewrite mid-dial) is left.
+    void Promise.all([this.#data.settled(), this.#replies.settled()]).then(() => this.#data.settled()).then(() => this.#resolveDone())
   }
 }
 

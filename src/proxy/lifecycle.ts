@@ -29,9 +29,13 @@ export class Lifecycle {
     this.#quit = true
   }
 
-  /** The client sent its FIN, passed on to the server. */
+  /** The client sent its FIN (passed on to the server after the commands before it). */
   clientEnded(): void {
     this.#clientEnded = true
+  }
+
+  get clientHasEnded(): boolean {
+    return this.#clientEnded
   }
 
   /** The server left (its FIN, or its leg closed): after a QUIT or the client's own FIN, the client's doing. */

@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { DialError, ProxyError } from '../errors.js'
-import { addressClass, dataTargets, isIPv4, policyRefusal } from '../net/address-policy.js'
+import { addressClass, dataTargets, isIPv4, policyRefusal, type DataRefusal } from '../net/address-policy.js'
 import { connectTo, dialFirst } from '../net/dial.js'
 import type { PortLease } from '../net/port-pool.js'
 import { logSafe, transferDirection, type ActiveTarget, type Command } from '../protocol/commands.js'
@@ -52,7 +52,7 @@ export class DataSetups {
   /** Whether a transfer runs: a lease in use, or a finished one whose last bytes are on their way. */
   get transferRunning(): boolean {
     if (this.#lingering > 0) return true
-    for (const lease of this.#leases) if (lease.claimed) return true
+    for (const lease of this.#leases) if (lease.transferring) return true
     return false
   }
 
@@ -234,7 +234,7 @@ export class DataSetups {
     if (targets.candidates.length === 0) {
       return fail(
         'data_address_refused',
-        `the FTP server's passive reply names ${advertised}, which this proxy does not connect to (see --upstream-data-networks)`,
+        `the FTP server's passive reply names ${advertised}, which this proxy does not connect to (${settingFor(targets.refused)})`,
         { refused: targets.refused },
       )
     }
@@ -272,7 +272,7 @@ export class DataSetups {
       if (policyRefusal(targets.refused) !== null) {
         return fail(
           'data_address_refused',
-          `the FTP server's data port did not answer (${tried}), and its passive reply names ${advertised}, which this proxy does not connect to (see --upstream-data-networks)`,
+          `the FTP server's data port did not answer (${tried}), and its passive reply names ${advertised}, which this proxy does not connect to (${settingFor(targets.refused)})`,
           { targets: err.attempts, refused: targets.refused },
         )
       }
@@ -358,4 +358,11 @@ export class DataSetups {
     }
     this.#opts.onLeaseEnd()
   }
+}
+
+/** The setting that would allow what the data-address policy refused, for the client's 425. */
+function settingFor(refused: readonly DataRefusal[]): string {
+  if (refused.some((r) => r.rule === 'low_port')) return 'see --upstream-data-low-ports'
+  if (refused.some((r) => r.rule === 'mode_control' || r.rule === 'mode_advertised')) return 'see --upstream-data-address'
+  return 'see --upstream-data-networks'
 }

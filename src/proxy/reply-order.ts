@@ -49,6 +49,8 @@ export interface Slot {
   done: boolean
   /** Called once the slot's last byte has been handed to the client's writer. */
   onSent?: () => void
+  /** Called once the slot is done (all its bytes are there, or none will come). */
+  onDone?: () => void
 }
 
 /** A server reply being read: streamed line by line, or assembled whole (`lines`). */
@@ -76,6 +78,10 @@ export interface Sink {
   write(bytes: Buffer): void
 }
 
+// What one queued buffer costs beyond its bytes (the Buffer object, its place in the array): a
+// peer sending empty lines must not hold 100 bytes of heap for every byte counted.
+const ENTRY_COST = 96
+
 // RFC 2389 feature lines start with a space; RFC 4217's are AUTH, PBSZ and PROT.
 const TLS_FEATURE = /^\s+(AUTH|PBSZ|PROT)(\s|$)/i
 const UNSOLICITED: Expect = Object.freeze({ type: 'unsolicited' })
@@ -102,9 +108,23 @@ export class ReplyOrder {
     return this.#slots.length
   }
 
-  /** Bytes held for the client, behind a slot that is not ready. */
+  /**
+   * What the replies hold in memory: bytes (and a cost per buffer) waiting for the client, and
+   * replies read whole whose answer is being worked out.
+   */
   get held(): number {
     return this.#held
+  }
+
+  /** Whether the next slot to go to the client waits for the server: reading it is the only way on. */
+  get headAwaitsServer(): boolean {
+    const head = this.#slots[0]
+    return head !== undefined && this.#awaiting.includes(head)
+  }
+
+  /** Resolves once the asynchronous reply work queued so far has ended. */
+  settled(): Promise<void> {
+    return this.#serial
   }
 
   /** A slot whose reply will come from the server (a command forwarded, the greeting). */
@@ -121,23 +141,27 @@ export class ReplyOrder {
 
   /** A reply of the proxy's own, behind the replies to every earlier command. */
   local(expect: Expect, bytes: Buffer): void {
-    const slot = this.#slot(expect)
-    this.pass(slot, [bytes])
-    slot.done = true
+    this.finish(this.#slot(expect), [bytes])
   }
 
   /** Adds bytes for the client to a slot. */
   pass(slot: Slot, bytes: readonly Buffer[]): void {
     for (const b of bytes) {
       slot.out.push(b)
-      this.#held += b.length
+      this.#held += b.length + ENTRY_COST
     }
   }
 
   /** The slot's bytes are all there: the next slot may go once they are out. */
   finish(slot: Slot, bytes: readonly Buffer[] = []): void {
     this.pass(slot, bytes)
+    this.#done(slot)
+  }
+
+  #done(slot: Slot): void {
+    if (slot.done) return
     slot.done = true
+    slot.onDone?.()
   }
 
   /**
@@ -145,10 +169,15 @@ export class ReplyOrder {
    * one after another, in the order the replies came, so a passive reply replaces the lease of
    * the one before it only once that one exists, and pool ports are taken in order.
    */
-  later(slot: Slot, work: () => Promise<readonly Buffer[]>): void {
+  later(slot: Slot, work: () => Promise<readonly Buffer[]>, holds: readonly Buffer[]): void {
+    // The reply the work reads stays in memory until it ends: counted, so that a server sending
+    // passive reply after passive reply is not read faster than they are worked out.
+    const cost = holds.reduce((n, b) => n + b.length + ENTRY_COST, 0)
+    this.#held += cost
     this.#serial = this.#serial.then(work).then(
       (out) => {
         if (this.#closed) return
+        this.#held -= cost
         this.finish(slot, out)
         this.#opts.onReady()
       },
@@ -167,13 +196,16 @@ export class ReplyOrder {
     let last: boolean
     if (r === null) {
       const start = replyLineCode(text)
-      const slot = this.#awaiting[0] ?? this.#slot(UNSOLICITED)
       if (start === null) {
-        // A line outside any reply: passed on where it stands.
+        // A line outside any reply: passed on where it stands, joined to the unsolicited
+        // bytes before it if nothing came between (one slot, not one per line).
+        const tail = this.#slots[this.#slots.length - 1]
+        const slot = this.#awaiting[0] ?? (tail?.expect.type === 'unsolicited' ? tail : this.#slot(UNSOLICITED))
         this.pass(slot, [line])
-        if (slot.expect.type === 'unsolicited') slot.done = true
+        if (slot.expect.type === 'unsolicited') this.#done(slot)
         return
       }
+      const slot = this.#awaiting[0] ?? this.#slot(UNSOLICITED)
       r = { slot, code: start.code, whole: readWhole(slot.expect, start.code), lines: [], bytes: 0 }
       last = !start.opens
       if (!last) this.#reading = r
@@ -206,12 +238,12 @@ export class ReplyOrder {
     // #awaiting but stands where the client sent it).
     let at = this.#slots.length
     for (const slot of this.#awaiting) {
-      slot.done = true
+      this.#done(slot)
       const i = this.#slots.indexOf(slot)
       if (i !== -1) at = Math.min(at, i)
     }
     this.#awaiting.length = 0
-    for (const dropped of this.#slots.splice(at + 1)) for (const b of dropped.out) this.#held -= b.length
+    for (const dropped of this.#slots.splice(at + 1)) for (const b of dropped.out) this.#held -= b.length + ENTRY_COST
   }
 
   /** Drops everything not yet handed to the client (a final reply of the proxy's goes next). */
@@ -239,7 +271,7 @@ export class ReplyOrder {
       const head = this.#slots[0] as Slot
       while (head.out.length > 0 && !sink.backedUp) {
         const bytes = head.out.shift() as Buffer
-        this.#held -= bytes.length
+        this.#held -= bytes.length + ENTRY_COST
         sink.write(bytes)
       }
       if (head.out.length > 0 || !head.done) break

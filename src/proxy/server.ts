@@ -250,7 +250,9 @@ export class ProxyServer {
     }
     const cut = this.#sessions.size
     for (const s of this.#sessions) s.close('shutdown grace ended')
-    await Promise.all([...this.#sessions].map((s) => s.done))
+    // Every leg is destroyed by now; a lease that still waits on a socket event must not hold
+    // the shutdown forever.
+    await Promise.race([Promise.all([...this.#sessions].map((s) => s.done)), new Promise((r) => setTimeout(r, 5000).unref())])
     return cut
   }
 }

@@ -65,6 +65,7 @@ export class DataLease {
   /** The server's success reply has been handed to the client. */
   #replyPassed = false
   #lingering: Promise<void> | null = null
+  #foreignLogged = false
   /** Bytes moved on both legs at the last check, and when that count last changed. */
   #moved = 0
   #movedAt = 0
@@ -90,10 +91,17 @@ export class DataLease {
   // Until the client leg exists, the server leg is not read: its data waits in the kernel.
   #adoptUpstream(socket: net.Socket): void {
     this.#upstream = socket
-    socket.setKeepAlive(true, 60_000)
     socket.on('error', (err) => {
       this.#error ??= err
     })
+    // The server may have closed it while the proxy dialled the client (active mode): its
+    // 'close' is gone, and would never be counted.
+    if (socket.closed) {
+      this.#error ??= new Error('the server closed its data connection before the relay started')
+      process.nextTick(() => this.#onLegClosed())
+      return
+    }
+    socket.setKeepAlive(true, 60_000)
     socket.on('close', () => this.#onLegClosed())
   }
 
@@ -127,6 +135,12 @@ export class DataLease {
   attach(command: Command): void {
     this.#command = command
     this.#direction = transferDirection(command.verb)
+    if (this.#client !== null && this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
+  }
+
+  /** Whether a transfer runs on this lease: a client leg and its transfer command. */
+  get transferring(): boolean {
+    return this.#outcome === null && this.claimed && this.#command !== null
   }
 
   /**
@@ -200,7 +214,10 @@ export class DataLease {
     if (taken || this.#outcome !== null || peer !== expected) {
       if (peer !== expected) {
         this.#opts.metrics.foreignDataConnections.inc()
-        this.#opts.log.warn({ lease: this.id, from: peer, expected }, 'data connection from a foreign address refused')
+        // One warning per lease: whoever reaches the port must not set the log volume.
+        const level = this.#foreignLogged ? 'debug' : 'warn'
+        this.#foreignLogged = true
+        this.#opts.log[level]({ lease: this.id, from: peer, expected }, 'data connection from a foreign address refused')
       }
       socket.destroy()
       return
@@ -230,6 +247,14 @@ export class DataLease {
   startRelay(socket: net.Socket): void {
     if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
     this.#acceptTimer = null
+    // A data connection with no transfer command to carry is given --data-accept-timeout for
+    // one to come: a client that trickles bytes on it must not hold the port and the session.
+    if (this.#command === null) {
+      this.#acceptTimer = setTimeout(() => {
+        this.#error ??= new Error('no transfer command came for the data connection')
+        this.fail('client_timeout')
+      }, this.#opts.acceptTimeoutMs)
+    }
     this.#client = socket
     this.#startedAt = performance.now()
     this.#movedAt = this.#startedAt
@@ -324,10 +349,7 @@ export class DataLease {
       // by itself (its FIN, or ours, is already out), then is destroyed whatever it does.
       this.#upstream?.destroy()
       const client = this.#client
-      if (client !== null && !client.destroyed) {
-        client.end()
-        this.#linger(client)
-      }
+      if (client !== null && !client.destroyed) this.#closeFinished(client)
     } else {
       // Anything else is not a complete transfer: a reset on every leg still open.
       if (this.#client !== null) resetLeg(this.#client)
@@ -346,42 +368,44 @@ export class DataLease {
   }
 
   /**
-   * A finished transfer's client leg. The kernel may still be sending a download's last bytes
-   * (megabytes, to a slow reader): the leg stays until its send queue is empty, then gets
-   * --close-timeout to close by itself, then is destroyed. A queue that does not shrink for
-   * --data-idle-timeout is a client that reads no more: destroyed then.
+   * A finished transfer's client leg: our FIN goes after the data, and the descriptor is closed
+   * once both are handed to the kernel, whether or not the client ever closes its side (a client
+   * that keeps its data sockets would otherwise hold a descriptor each). Closing does not cut
+   * what the kernel still holds: it goes on sending it (no SO_LINGER). While it does (a slow
+   * reader, a large tail), `lingering` says so, so that the session's idle clock waits; a queue
+   * that does not shrink for --data-idle-timeout is given up on.
    */
-  #linger(client: net.Socket): void {
+  #closeFinished(client: net.Socket): void {
+    const ports = { localPort: client.localPort ?? 0, remotePort: client.remotePort ?? 0 }
+    client.end()
+    if (client.writableFinished) client.destroy()
+    else {
+      const timer = setTimeout(() => client.destroy(), this.#opts.closeTimeoutMs)
+      client.once('finish', () => client.destroy())
+      client.once('close', () => clearTimeout(timer))
+    }
     let lastQueued = Number.POSITIVE_INFINITY
     let movedAt = performance.now()
-    let grace: NodeJS.Timeout | null = null
     this.#lingering = new Promise((resolve) => {
-      const stop = watchSendQueue(client, (queued) => {
-        if (queued === null || queued === 0) {
-          grace ??= setTimeout(() => client.destroy(), this.#opts.closeTimeoutMs)
-          return
-        }
+      const stop = watchSendQueue(ports, (queued) => {
         const now = performance.now()
-        if (queued < lastQueued) {
+        if (queued !== null && queued > 0 && queued < lastQueued) {
           lastQueued = queued
           movedAt = now
-        } else if (now - movedAt >= this.#opts.dataIdleTimeoutMs) {
-          client.destroy()
         }
-      })
-      client.once('close', () => {
-        stop()
-        if (grace !== null) clearTimeout(grace)
-        this.#lingering = null
-        resolve()
+        if (queued === null || queued === 0 || now - movedAt >= this.#opts.dataIdleTimeoutMs) {
+          stop()
+          this.#lingering = null
+          resolve()
+        }
       })
     })
   }
 
   /**
-   * While a finished transfer's client leg is still open (its last bytes on their way), a
-   * promise that resolves when it closes; null otherwise. The session counts such a leg as a
-   * running transfer for its idle timeout.
+   * While a finished transfer's last bytes are still on their way to the client, a promise that
+   * resolves when they have arrived; null otherwise. The session counts this as a running
+   * transfer for its idle timeout.
    */
   get lingering(): Promise<void> | null {
     return this.#lingering
