@@ -1,5 +1,6 @@
 // Hostile peers against the built proxy process (issue 8): first the crafted regression cases of
-// findings 1-5, each with its seed, then a 60-second seeded random run of hostile servers and
+// findings 1-5, each with its seed, and of what the fuzzer itself found, then a 60-second seeded
+// random run of hostile servers and
 // clients (test/fixtures/hostile/), after which the process must still be running, its RSS must
 // have grown by less than 32 MiB, and sessions, pool ports and file descriptors must be back where
 // they started.
@@ -13,7 +14,7 @@
 // command is reproducible; FUZZ_SEED picks another. Ports: 27000-27199 (this file: pools
 // 27100-27169; bench/hostile-fuzz.ts: 27170-27199); every other port is 0.
 import t, { type Test } from 'tap'
-import { finding1, finding2, finding3, finding4, finding5, MiB } from '../fixtures/hostile/cases.js'
+import { abortDuringDownload, finding1, finding2, finding3, finding4, finding5, MiB } from '../fixtures/hostile/cases.js'
 import { formatReport, runFuzz } from '../fixtures/hostile/fuzz.js'
 import { parseSeed } from '../fixtures/hostile/prng.js'
 
@@ -22,9 +23,9 @@ const SECONDS = Number(process.env['FUZZ_SECONDS'] ?? 60)
 const ROOT = process.env['PROXY_ROOT']
 const root = ROOT === undefined ? {} : { root: ROOT }
 
-// The regression cases (about 70 s) and the random run (its seconds, plus up to 30 s for the
+// The regression cases (about 80 s) and the random run (its seconds, plus up to 30 s for the
 // counts to return, a 10 s settle and the start-up).
-t.setTimeout(Math.max(240, 130 + SECONDS * 1.5) * 1000)
+t.setTimeout(Math.max(300, 180 + SECONDS * 1.5) * 1000)
 t.comment(`hostile fuzz: random run seed ${SEED} (FUZZ_SEED=${SEED}), ${SECONDS} s; proxy ${ROOT ?? 'this checkout'}`)
 
 const show = (t: Test, r: unknown): void => {
@@ -67,6 +68,14 @@ t.test('finding 5 (seed 0x5f5): a scanner connects to every pool port while the 
   t.equal(r.scannerHeld, 0, `the proxy closes every scanner connection within 3 s (${r.scannerHeld} of ${r.scannerConnections} still open)`)
   t.ok(r.secondOk, 'the next PASV and RETR of the same session bring the file byte for byte')
   t.ok(r.end.back, `sessions, pool ports and fds are back after the session (${JSON.stringify(r.end)} vs ${JSON.stringify(r.base)})`)
+})
+
+t.test('found by the fuzzer (seed 0xab0; random run seed 7, session 131): ABOR a few ms after RETR, ten sessions', async (t) => {
+  const r = await abortDuringDownload({ seed: 0xab0, pool: { min: 27150, max: 27159 }, ...root, log: (l) => t.comment(l) })
+  t.comment(r.rounds.map((x) => `${x.telnet ? 'IAC IP IAC ABOR\\r' : 'ABOR\\r\\n'} ${x.delayMs} ms after RETR: replies ${x.replies.join(' ')}, NOOP ${x.noopOk ? '200' : 'unanswered'}`).join('\n'))
+  const answered = r.rounds.filter((x) => x.noopOk && x.replies.length >= 2)
+  t.equal(answered.length, r.rounds.length, `every session answers the ABOR and a NOOP after it (${answered.length} of ${r.rounds.length})`)
+  t.ok(r.end.back, `sessions, pool ports and fds are back after the sessions (${JSON.stringify(r.end)} vs ${JSON.stringify(r.base)})`)
 })
 
 t.test(`random hostile peers for ${SECONDS} s (seed ${SEED})`, async (t) => {
