@@ -12,8 +12,10 @@ export CI=true
 bash scripts/install-deps.sh
 npm ci --no-audit --no-fund
 npm run build
-# The tests and benchmarks type-check too (tap runs them transpile-only).
+# The tests and benchmarks type-check too (tap runs them transpile-only); one style and the
+# type-checked rules everywhere (eslint.config.js).
 npm run typecheck
+npm run lint
 
 tap_out=$(mktemp)
 trap 'rm -f "$tap_out"' EXIT
