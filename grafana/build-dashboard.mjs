@@ -20,6 +20,7 @@ const OUT = join(dirname(fileURLToPath(import.meta.url)), 'dashboards', 'ftp-pas
 
 // The data source is a dashboard variable, so the same JSON works provisioned (Grafana picks the
 // default Prometheus) and imported by hand (the user picks one from the drop-down).
+// eslint-disable-next-line no-template-curly-in-string -- Grafana's variable syntax, not a template
 const DS = { type: 'prometheus', uid: '${DS_PROMETHEUS}' }
 // Every query is limited to the selected proxies. The variables come from ftp_proxy_build_info,
 // so `up` below only ever matches proxy targets, never another job's.
@@ -41,7 +42,7 @@ const COLORS = {
 const REASON_HELP = [
   "- **upstream_refused**: the server advertised a data address that refuses the proxy's connection, usually an address that is not the server's own, such as a private address from behind NAT. Fix the server: vsftpd `pasv_address`, ProFTPD `MasqueradeAddress`, pure-ftpd `-P`; or start the proxy with `--upstream-data-address control`.",
   "- **upstream_timeout**: connects to the server's data address time out: a firewall drops the server's passive port range, or the address is blackholed. Open the range (vsftpd `pasv_min_port`/`pasv_max_port`, ProFTPD `PassivePorts`, pure-ftpd `-p`) from the proxy to the server.",
-  "- **upstream_unreachable**: the proxy has no route to the advertised address. Fix the advertised address (settings above) or run the proxy where it can reach it.",
+  '- **upstream_unreachable**: the proxy has no route to the advertised address. Fix the advertised address (settings above) or run the proxy where it can reach it.',
   "- **client_timeout**: the client got the proxy's passive reply but never connected: open the proxy's `--passive-ports` range to the clients; behind NAT, set `--advertise-address`.",
   '- **pool_exhausted**: every passive port was leased and the client got 425: widen `--passive-ports`.',
   '- **bad_passive_reply**: the server sent a 227/229 the proxy cannot parse: run `ftp-pasv-proxy diagnose` against the server.',
@@ -53,20 +54,20 @@ const REASON_HELP = [
 
 let nextId = 1
 
-function target(expr, legendFormat, extra = {}) {
+function target (expr, legendFormat, extra = {}) {
   return { datasource: DS, editorMode: 'code', expr, legendFormat, range: true, ...extra }
 }
 
-function withRefIds(targets) {
+function withRefIds (targets) {
   return targets.map((t, i) => ({ ...t, refId: String.fromCharCode(65 + i) }))
 }
 
-function steps(...pairs) {
+function steps (...pairs) {
   // pairs: [color, value|null]; the first step is the base (value null), Grafana's convention.
   return { mode: 'absolute', steps: pairs.map(([color, value]) => ({ color, value })) }
 }
 
-function stat({
+function stat ({
   title,
   description,
   targets,
@@ -112,7 +113,7 @@ function stat({
   }
 }
 
-function timeseries({ title, description, targets, gridPos, unit = 'short', stacked = false, axisLabel = '', overrides = [], min = 0 }) {
+function timeseries ({ title, description, targets, gridPos, unit = 'short', stacked = false, axisLabel = '', overrides = [], min = 0 }) {
   return {
     id: nextId++,
     type: 'timeseries',
@@ -152,12 +153,12 @@ function timeseries({ title, description, targets, gridPos, unit = 'short', stac
   }
 }
 
-function colorOverride(name, color) {
+function colorOverride (name, color) {
   return { matcher: { id: 'byName', options: name }, properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: color } }] }
 }
 
 // NaN (0/0: no data connections, or a pool of size 0) shows as words, not "NaN".
-function nanAs(text) {
+function nanAs (text) {
   return { type: 'special', options: { match: 'nan', result: { text, index: 0 } } }
 }
 
@@ -193,7 +194,7 @@ const panels = [
     targets: [
       target(
         `sum(increase(ftp_proxy_data_connections_total{${SEL}, result="ok"}[1h])) / sum(increase(ftp_proxy_data_connections_total{${SEL}, result=~"ok|failed"}[1h]))`,
-        'success',
+        'success'
       ),
     ],
     gridPos: statAt(1),
@@ -275,13 +276,13 @@ const panels = [
   timeseries({
     title: 'Advertised addresses by class and match',
     description:
-      "Addresses the server put in its passive replies, per minute, by class (private, public, loopback, unspecified 0.0.0.0, link_local, carrier_grade_nat, other) and by whether they equal the address the proxy reached the server at (matches_control). " +
+      'Addresses the server put in its passive replies, per minute, by class (private, public, loopback, unspecified 0.0.0.0, link_local, carrier_grade_nat, other) and by whether they equal the address the proxy reached the server at (matches_control). ' +
       'matches_control=false is the fault to fix on the server or its NAT (vsftpd `pasv_address`, ProFTPD `MasqueradeAddress`, pure-ftpd `-P`); ' +
       'a private class with matches_control=true is a server on a private network advertising itself correctly.',
     targets: [
       target(
         `sum by (class, matches_control) (rate(ftp_proxy_advertised_address_total{${SEL}}[${RI}])) * 60`,
-        '{{class}}, matches_control={{matches_control}}',
+        '{{class}}, matches_control={{matches_control}}'
       ),
     ],
     gridPos: tsAt(2),
@@ -336,8 +337,8 @@ const panels = [
     targets: [0.5, 0.95, 0.99].map((q) =>
       target(
         `histogram_quantile(${q}, sum by (le) (rate(ftp_proxy_data_connect_seconds_bucket{${SEL}}[${RI}])))`,
-        `p${Math.round(q * 100)}`,
-      ),
+        `p${Math.round(q * 100)}`
+      )
     ),
     gridPos: tsAt(6),
     unit: 's',
@@ -350,8 +351,8 @@ const panels = [
     targets: [0.5, 0.95].map((q) =>
       target(
         `histogram_quantile(${q}, sum by (le) (rate(ftp_proxy_data_transfer_seconds_bucket{${SEL}}[${RI}])))`,
-        `p${Math.round(q * 100)}`,
-      ),
+        `p${Math.round(q * 100)}`
+      )
     ),
     gridPos: tsAt(7),
     unit: 's',

@@ -457,14 +457,14 @@ t.test('help text', async (t) => {
     ['upstream-data-low-ports', 'FTP_PROXY_UPSTREAM_DATA_LOW_PORTS', 'default false'],
   ]
   // One block per option, from its `  --flag` line to the next; line breaks read as spaces.
-  const blocks = help.split(/\n(?=  --)/).map((b) => b.replace(/\s+/g, ' '))
+  const blocks = help.split(/\n(?= {2}--)/).map((b) => b.replace(/\s+/g, ' '))
   for (const [flag, env, dflt] of flags) {
     const block = blocks.find((b) => b.startsWith(` --${flag} `)) ?? ''
     t.match(block, `env ${env}, `, flag)
     t.match(block, `${dflt}`, flag)
   }
   t.match(help, /a duration may be a number meaning\s+seconds/, 'the rule for numbers in files')
-  t.match(help, /\n  --upstream-data-low-ports\n/, 'a switch shows no argument')
+  t.match(help, /\n {2}--upstream-data-low-ports\n/, 'a switch shows no argument')
   t.match(help, /upstreamDataLowPorts true or false/)
   for (const line of help.split('\n')) t.ok(line.length <= 80, `fits 80 columns: ${line}`)
 })

@@ -86,6 +86,8 @@ export async function startFtpServer(options: FtpServerOptions = {}): Promise<Ft
   }
   const server = createServer((socket) => {
     context.sockets.add(socket)
+    // The session lives on its socket's events; nothing else needs to hold it.
+    // eslint-disable-next-line no-new
     new Session(socket, context)
   })
   await listen(server, options.host ?? '127.0.0.1', options.port ?? 0)

@@ -38,7 +38,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     out(`its 227 reply names ${UNREACHABLE}, an address where nothing listens.`)
     out(`File: /${FILE}, ${content.length} bytes, sha256 ${sha(content)}`)
     out()
-    out(`1. Direct download, the client honouring the 227 address (as wget does):`)
+    out('1. Direct download, the client honouring the 227 address (as wget does):')
     const direct = await fetchFile({ host: server.host, port: server.port, path: FILE, timeoutMs: 5000 })
     for (const l of direct.transcript) out(`   ${l}`)
     out(direct.ok ? '   => succeeded (unexpected)' : `   => FAILED: ${direct.error ?? 'no data'}`)

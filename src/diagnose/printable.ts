@@ -5,6 +5,7 @@
 
 // C0 controls, DEL and C1 controls. Reply text is decoded as latin1 (replies.ts replyText), so
 // each byte a server sent is one code point U+0000-U+00FF: these are all the control bytes.
+// eslint-disable-next-line no-control-regex -- matching control bytes is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g
 
 /**

@@ -22,7 +22,7 @@ export class PortPool {
   readonly min: number
   readonly max: number
   readonly #leased = new Set<number>()
-  #onChange: (() => void) | undefined
+  readonly #onChange: (() => void) | undefined
 
   constructor(range: { readonly min: number; readonly max: number }, onChange?: () => void) {
     this.min = range.min

@@ -47,7 +47,7 @@ export type DrainResult = 'ok' | 'failed' | 'not_connected'
 export class DataLease {
   readonly id: number
   readonly port: number
-  #opts: DataLeaseOptions
+  readonly #opts: DataLeaseOptions
   #client: net.Socket | null = null
   #upstream: net.Socket | null = null
   #acceptTimer: NodeJS.Timeout | null
@@ -61,7 +61,7 @@ export class DataLease {
   #startedAt = 0
   #closedLegs = 0
   #error: Error | null = null
-  #drainWaiters: Array<(r: DrainResult) => void> = []
+  readonly #drainWaiters: Array<(r: DrainResult) => void> = []
   /** The server's success reply has been handed to the client. */
   #replyPassed = false
   #lingering: Promise<void> | null = null

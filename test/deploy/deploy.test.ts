@@ -219,6 +219,7 @@ t.test('the dashboard: variables, and every panel titled, described and queried'
     t.ok(typeof p.description === 'string' && p.description.length >= 40, `${name}: a description in words`)
     t.ok((p.targets ?? []).length >= 1, `${name}: at least one target`)
     for (const target of p.targets ?? []) t.ok((target.expr ?? '').trim() !== '', `${name} ${target.refId}: an expression`)
+    // eslint-disable-next-line no-template-curly-in-string -- Grafana's variable syntax
     t.equal(p.datasource?.uid, '${DS_PROMETHEUS}', `${name}: the data source variable`)
     t.notOk(p.id === undefined || ids.has(p.id), `${name}: a unique id`)
     if (p.id !== undefined) ids.add(p.id)
@@ -414,7 +415,7 @@ t.test('a real Prometheus answers every dashboard query from the proxy\'s metric
   // Ready once every rule loaded and a handful of scrapes give rates and quantiles samples to use.
   const deadline = Date.now() + 60_000
   await poll('the first scrapes', deadline, async () => {
-    const r = await query(`count_over_time(up{job="ftp-pasv-proxy"}[1m])`)
+    const r = await query('count_over_time(up{job="ftp-pasv-proxy"}[1m])')
     return Number(r[0]?.value[1]) >= 5 ? true : undefined
   }).catch((err: Error) => {
     throw new Error(`${err.message}; prometheus log:\n${log}`)

@@ -336,7 +336,7 @@ for (const row of rows) {
   })
 }
 
-t.test("the server its greeting names comes first in the fix list; the others stay", async (t) => {
+t.test('the server its greeting names comes first in the fix list; the others stay', async (t) => {
   const table: Array<[string, RegExp]> = [
     ['220 pyftpdlib 1.5.7 ready.', /^pyftpdlib: /],
     ['220-FileZilla Server 1.8.0\n220 Please visit https://filezilla-project.org/', /^FileZilla Server: /],

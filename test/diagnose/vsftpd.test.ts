@@ -19,8 +19,9 @@ async function serve(opts: Parameters<typeof startVsftpd>[0]): Promise<FtpServer
   return server
 }
 
-const wrong = await serve({ port: 23100, pasvMin: 23110, pasvMax: 23119, pasvAddress: '127.0.0.99' })
-const right = await serve({ port: 23101, pasvMin: 23120, pasvMax: 23129 })
+// The two servers the tests below dial by port: 23100 advertises 127.0.0.99, 23101 its own address.
+await serve({ port: 23100, pasvMin: 23110, pasvMax: 23119, pasvAddress: '127.0.0.99' })
+await serve({ port: 23101, pasvMin: 23120, pasvMax: 23129 })
 const inRange = (min: number, max: number) => (port: unknown) => typeof port === 'number' && port >= min && port <= max
 
 t.test('pasv_address=127.0.0.99: exit 1, names the address, says it is not reachable, names the fix', async (t) => {

@@ -43,7 +43,7 @@ function loginOf(s: FtpServer, p?: TestProxy): FtpLogin {
 }
 
 const vs = await serverWithFile(() => startVsftpd({ port: 22500, pasvMin: 22510, pasvMax: 22549, pasvAddress: UNREACHABLE }))
-const proxy = await startProxy(['--upstream', `127.0.0.1:22500`, '--passive-ports', '22550-22599'], 'info')
+const proxy = await startProxy(['--upstream', '127.0.0.1:22500', '--passive-ports', '22550-22599'], 'info')
 t.teardown(() => proxy.close())
 const direct = loginOf(vs.server)
 const via = loginOf(vs.server, proxy)

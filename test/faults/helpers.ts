@@ -167,7 +167,10 @@ export async function startFaultServer(options: FaultServerOptions): Promise<Fau
     socket.on('data', (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk])
       // Bounded: a test server, talking to the proxy, which caps its own lines at 8 KiB.
-      if (buffered.length > 1 << 20) return socket.destroy()
+      if (buffered.length > 1 << 20) {
+        socket.destroy()
+        return
+      }
       for (let lf = buffered.indexOf(0x0a); lf !== -1; lf = buffered.indexOf(0x0a)) {
         const line = buffered.subarray(0, lf).toString('latin1').replace(/\r$/, '')
         buffered = buffered.subarray(lf + 1)
@@ -291,7 +294,7 @@ export async function baseline(t: Test, p: TestProxy, name: string, expected: Bu
 /** A raw control connection that reads bytes as they come, for replies RawFtp cannot frame. */
 export class RawSocket {
   readonly socket: net.Socket
-  #chunks: Buffer[] = []
+  readonly #chunks: Buffer[] = []
   #closed = false
   readonly closedPromise: Promise<void>
 

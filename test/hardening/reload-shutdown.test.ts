@@ -32,8 +32,8 @@ async function startCli(t: Test, args: string[]): Promise<Running> {
     if (child.exitCode === null) child.kill('SIGKILL')
   })
   let log = ''
-  child.stdout!.on('data', (d: Buffer) => (log += d.toString()))
-  child.stderr!.on('data', (d: Buffer) => (log += d.toString()))
+  child.stdout.on('data', (d: Buffer) => (log += d.toString()))
+  child.stderr.on('data', (d: Buffer) => (log += d.toString()))
   const exited = once(child, 'exit') as Promise<[number | null, string | null]>
   const end = Date.now() + 10_000
   while (!log.includes('proxy listening')) {

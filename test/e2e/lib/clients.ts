@@ -3,11 +3,11 @@
 // ClientResult, whether the transfer worked or not, and throws only when the client program
 // itself is missing. `sent` lists the FTP commands the client sent (from its own debug trace),
 // so a test can check that EPSV or PASV really was used.
-import { Client, enterPassiveModeIPv4 } from 'basic-ftp';
-import { fileURLToPath } from 'node:url';
-import { sha256File } from './files.js';
-import { runProcess } from './proc.js';
-import type { ProcessResult } from './proc.js';
+import { Client, enterPassiveModeIPv4 } from 'basic-ftp'
+import { fileURLToPath } from 'node:url'
+import { sha256File } from './files.js'
+import { runProcess } from './proc.js'
+import type { ProcessResult } from './proc.js'
 
 export interface ClientResult extends ProcessResult {
   /** FTP commands as the client sent them, in order (each client masks PASS its own way). */
@@ -27,29 +27,29 @@ export interface FtpLogin {
   password: string;
 }
 
-const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_TIMEOUT_MS = 30_000
 // Each client's own connect/read timeout, shorter than the kill deadline so it can say why.
-const CLIENT_TIMEOUT_S = 10;
+const CLIENT_TIMEOUT_S = 10
 
 /** ftp:// URL with the credentials and each path segment percent-encoded. */
 export function ftpUrl(login: FtpLogin, remote = ''): string {
-  const auth = `${encodeURIComponent(login.user)}:${encodeURIComponent(login.password)}`;
-  const host = login.host.includes(':') ? `[${login.host}]` : login.host;
-  const path = remote.split('/').map(encodeURIComponent).join('/');
-  return `ftp://${auth}@${host}:${login.port}/${path}`;
+  const auth = `${encodeURIComponent(login.user)}:${encodeURIComponent(login.password)}`
+  const host = login.host.includes(':') ? `[${login.host}]` : login.host
+  const path = remote.split('/').map(encodeURIComponent).join('/')
+  return `ftp://${auth}@${host}:${login.port}/${path}`
 }
 
 function sentCommands(trace: string, pattern: RegExp): string[] {
-  const sent: string[] = [];
+  const sent: string[] = []
   for (const line of trace.split('\n')) {
-    const m = pattern.exec(line.replace(/\r$/, ''));
-    if (m?.[1] !== undefined) sent.push(m[1]);
+    const m = pattern.exec(line.replace(/\r$/, ''))
+    if (m?.[1] !== undefined) sent.push(m[1])
   }
-  return sent;
+  return sent
 }
 
 async function withDigest(result: ClientResult, out: string): Promise<DownloadResult> {
-  return { ...result, sha256: result.code === 0 ? await sha256File(out) : null };
+  return { ...result, sha256: result.code === 0 ? await sha256File(out) : null }
 }
 
 // ---- curl 7.88 ----
@@ -60,13 +60,13 @@ async function withDigest(result: ClientResult, out: string): Promise<DownloadRe
  *   fallback cannot hide an EPSV failure (check `sent` for EPSV and no PASV).
  * - 'default': curl as shipped: EPSV first, then PASV with the 227 address ignored.
  */
-export type CurlMode = 'pasv' | 'epsv' | 'default';
+export type CurlMode = 'pasv' | 'epsv' | 'default'
 
 const CURL_MODE_ARGS: Record<CurlMode, string[]> = {
   pasv: ['--disable-epsv', '--no-ftp-skip-pasv-ip'],
   epsv: ['--no-ftp-skip-pasv-ip'],
   default: [],
-};
+}
 
 export interface CurlOptions {
   url: string;
@@ -75,36 +75,36 @@ export interface CurlOptions {
 }
 
 async function curl(opts: CurlOptions, extra: string[]): Promise<ClientResult> {
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
   // -q first: ignore any ~/.curlrc. -v: the trace that `sent` is read from.
-  const limits = ['--connect-timeout', String(CLIENT_TIMEOUT_S), '--max-time', String(Math.ceil(timeoutMs / 1000))];
-  const args = ['-q', '-sS', '-v', ...limits, ...CURL_MODE_ARGS[opts.mode], ...extra, opts.url];
-  const res = await runProcess('curl', args, { timeoutMs: timeoutMs + 2000 });
-  return { ...res, sent: sentCommands(res.stderr, /^> (.+)$/) };
+  const limits = ['--connect-timeout', String(CLIENT_TIMEOUT_S), '--max-time', String(Math.ceil(timeoutMs / 1000))]
+  const args = ['-q', '-sS', '-v', ...limits, ...CURL_MODE_ARGS[opts.mode], ...extra, opts.url]
+  const res = await runProcess('curl', args, { timeoutMs: timeoutMs + 2000 })
+  return { ...res, sent: sentCommands(res.stderr, /^> (.+)$/) }
 }
 
 export async function curlDownload(opts: CurlOptions & { out: string }): Promise<DownloadResult> {
-  return withDigest(await curl(opts, ['-o', opts.out]), opts.out);
+  return withDigest(await curl(opts, ['-o', opts.out]), opts.out)
 }
 
 export function curlUpload(opts: CurlOptions & { local: string }): Promise<ClientResult> {
-  return curl(opts, ['-T', opts.local]);
+  return curl(opts, ['-T', opts.local])
 }
 
 /** LIST of the directory the URL names (end it with "/"); the listing is in stdout. */
 export function curlList(opts: CurlOptions): Promise<ClientResult> {
-  return curl(opts, []);
+  return curl(opts, [])
 }
 
 // ---- wget 1.21: PASV only, honours the 227 address ----
 
 export async function wgetDownload(opts: { url: string; out: string; timeoutMs?: number }): Promise<DownloadResult> {
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
   // --no-config/--no-hsts: no rc files or state from the home dir. -d: the "--> CMD" trace.
-  const args = ['--no-config', '--no-hsts', '-d', '--tries=1', `--timeout=${CLIENT_TIMEOUT_S}`];
-  args.push('-O', opts.out, opts.url);
-  const res = await runProcess('wget', args, { timeoutMs });
-  return withDigest({ ...res, sent: sentCommands(res.stderr, /^--> (.+)$/) }, opts.out);
+  const args = ['--no-config', '--no-hsts', '-d', '--tries=1', `--timeout=${CLIENT_TIMEOUT_S}`]
+  args.push('-O', opts.out, opts.url)
+  const res = await runProcess('wget', args, { timeoutMs })
+  return withDigest({ ...res, sent: sentCommands(res.stderr, /^--> (.+)$/) }, opts.out)
 }
 
 // ---- python3 ftplib ----
@@ -114,14 +114,14 @@ export async function wgetDownload(opts: { url: string; out: string; timeoutMs?:
  * - 'epsv': EPSV only: ftplib sends EPSV when `ftp.af` is AF_INET6, and dials the control
  *   peer with the 229 port (see ftplib_client.py).
  */
-export type FtplibMode = 'pasv' | 'epsv';
+export type FtplibMode = 'pasv' | 'epsv'
 
 export interface FtplibOptions extends FtpLogin {
   mode: FtplibMode;
   timeoutMs?: number;
 }
 
-const FTPLIB_SCRIPT = fileURLToPath(new URL('./ftplib_client.py', import.meta.url));
+const FTPLIB_SCRIPT = fileURLToPath(new URL('./ftplib_client.py', import.meta.url))
 
 async function ftplib(
   opts: FtplibOptions,
@@ -129,7 +129,7 @@ async function ftplib(
   remote: string,
   local: string,
 ): Promise<ClientResult> {
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
   const request = {
     host: opts.host,
     port: opts.port,
@@ -140,22 +140,22 @@ async function ftplib(
     remote,
     local,
     timeout: CLIENT_TIMEOUT_S,
-  };
-  const res = await runProcess('python3', [FTPLIB_SCRIPT, JSON.stringify(request)], { timeoutMs });
-  return { ...res, sent: sentCommands(res.stderr, /^\*cmd\* '(.+)'$/) };
+  }
+  const res = await runProcess('python3', [FTPLIB_SCRIPT, JSON.stringify(request)], { timeoutMs })
+  return { ...res, sent: sentCommands(res.stderr, /^\*cmd\* '(.+)'$/) }
 }
 
 export async function ftplibDownload(opts: FtplibOptions & { remote: string; out: string }): Promise<DownloadResult> {
-  return withDigest(await ftplib(opts, 'download', opts.remote, opts.out), opts.out);
+  return withDigest(await ftplib(opts, 'download', opts.remote, opts.out), opts.out)
 }
 
 export function ftplibUpload(opts: FtplibOptions & { local: string; remote: string }): Promise<ClientResult> {
-  return ftplib(opts, 'upload', opts.remote, opts.local);
+  return ftplib(opts, 'upload', opts.remote, opts.local)
 }
 
 /** LIST of `remote` (the login directory when omitted); the listing is in stdout. */
 export function ftplibList(opts: FtplibOptions & { remote?: string }): Promise<ClientResult> {
-  return ftplib(opts, 'list', opts.remote ?? '', '');
+  return ftplib(opts, 'list', opts.remote ?? '', '')
 }
 
 // ---- basic-ftp 6 (in process) ----
@@ -165,7 +165,7 @@ export function ftplibList(opts: FtplibOptions & { remote?: string }): Promise<C
  * - 'default': basic-ftp as shipped: EPSV first, then PASV, refusing a 227 host that is not
  *   the control host.
  */
-export type BasicFtpMode = 'pasv' | 'default';
+export type BasicFtpMode = 'pasv' | 'default'
 
 export interface BasicFtpOptions extends FtpLogin {
   mode: BasicFtpMode;
@@ -177,54 +177,54 @@ export interface BasicFtpOptions extends FtpLogin {
  * the deadline the client is closed, which fails the pending operation (code null, timedOut).
  */
 async function basicFtp(opts: BasicFtpOptions, work: (client: Client) => Promise<string>): Promise<ClientResult> {
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const client = new Client(CLIENT_TIMEOUT_S * 1000);
-  const trace: string[] = [];
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  const client = new Client(CLIENT_TIMEOUT_S * 1000)
+  const trace: string[] = []
   // basic-ftp logs "> CMD" / "< reply" through this method (PASS masked).
   client.ftp.log = (message: string) => {
-    trace.push(message);
-  };
-  if (opts.mode === 'pasv') client.prepareTransfer = enterPassiveModeIPv4;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    client.close();
-  }, timeoutMs);
-  let result: ProcessResult;
-  try {
-    await client.access({ host: opts.host, port: opts.port, user: opts.user, password: opts.password });
-    const stdout = await work(client);
-    result = { code: 0, stdout, stderr: trace.join('\n'), timedOut: false };
-  } catch (err) {
-    result = { code: timedOut ? null : 1, stdout: '', stderr: [...trace, (err as Error).message].join('\n'), timedOut };
-  } finally {
-    clearTimeout(timer);
-    client.close();
+    trace.push(message)
   }
-  return { ...result, sent: sentCommands(trace.join('\n'), /^> (.+)$/) };
+  if (opts.mode === 'pasv') client.prepareTransfer = enterPassiveModeIPv4
+  let timedOut = false
+  const timer = setTimeout(() => {
+    timedOut = true
+    client.close()
+  }, timeoutMs)
+  let result: ProcessResult
+  try {
+    await client.access({ host: opts.host, port: opts.port, user: opts.user, password: opts.password })
+    const stdout = await work(client)
+    result = { code: 0, stdout, stderr: trace.join('\n'), timedOut: false }
+  } catch (err) {
+    result = { code: timedOut ? null : 1, stdout: '', stderr: [...trace, (err as Error).message].join('\n'), timedOut }
+  } finally {
+    clearTimeout(timer)
+    client.close()
+  }
+  return { ...result, sent: sentCommands(trace.join('\n'), /^> (.+)$/) }
 }
 
 export async function basicFtpDownload(opts: BasicFtpOptions & { remote: string; out: string }): Promise<DownloadResult> {
   const res = await basicFtp(opts, async (client) => {
-    await client.downloadTo(opts.out, opts.remote);
-    return '';
-  });
-  return withDigest(res, opts.out);
+    await client.downloadTo(opts.out, opts.remote)
+    return ''
+  })
+  return withDigest(res, opts.out)
 }
 
 export function basicFtpUpload(opts: BasicFtpOptions & { local: string; remote: string }): Promise<ClientResult> {
   return basicFtp(opts, async (client) => {
-    await client.uploadFrom(opts.local, opts.remote);
-    return '';
-  });
+    await client.uploadFrom(opts.local, opts.remote)
+    return ''
+  })
 }
 
 /** LIST of `remote` (the login directory when omitted); stdout has one entry name per line. */
 export function basicFtpList(opts: BasicFtpOptions & { remote?: string }): Promise<ClientResult> {
   return basicFtp(opts, async (client) => {
-    const entries = await client.list(opts.remote);
-    return entries.map((e) => `${e.name}\n`).join('');
-  });
+    const entries = await client.list(opts.remote)
+    return entries.map((e) => `${e.name}\n`).join('')
+  })
 }
 
 // ---- lftp 4.9 ----
@@ -236,7 +236,7 @@ export function basicFtpList(opts: BasicFtpOptions & { remote?: string }): Promi
  *   address inside a network namespace.
  * - 'epsv': `ftp:prefer-epsv yes`.
  */
-export type LftpMode = 'pasv' | 'epsv';
+export type LftpMode = 'pasv' | 'epsv'
 
 export interface LftpOptions extends FtpLogin {
   mode: LftpMode;
@@ -245,11 +245,11 @@ export interface LftpOptions extends FtpLogin {
 
 /** An argument for lftp's command parser. */
 function lftpQuote(s: string): string {
-  return `"${s.replace(/["\\]/g, '\\$&')}"`;
+  return `"${s.replace(/["\\]/g, '\\$&')}"`
 }
 
 async function lftp(opts: LftpOptions, command: string): Promise<ClientResult> {
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
   const script = [
     // No AUTH TLS attempt first: the test servers run plain FTP.
     'set ftp:ssl-allow no',
@@ -263,21 +263,21 @@ async function lftp(opts: LftpOptions, command: string): Promise<ClientResult> {
     'set cmd:fail-exit yes',
     `open -u ${lftpQuote(`${opts.user},${opts.password}`)} -p ${opts.port} ${opts.host}`,
     command,
-  ].join('; ');
+  ].join('; ')
   // --norc: no rc files from the home dir. -d: the "---> CMD" trace on stderr.
-  const res = await runProcess('lftp', ['--norc', '-d', '-c', script], { timeoutMs });
-  return { ...res, sent: sentCommands(res.stderr, /^---> (.+)$/) };
+  const res = await runProcess('lftp', ['--norc', '-d', '-c', script], { timeoutMs })
+  return { ...res, sent: sentCommands(res.stderr, /^---> (.+)$/) }
 }
 
 export async function lftpDownload(opts: LftpOptions & { remote: string; out: string }): Promise<DownloadResult> {
-  return withDigest(await lftp(opts, `get ${lftpQuote(opts.remote)} -o ${lftpQuote(opts.out)}`), opts.out);
+  return withDigest(await lftp(opts, `get ${lftpQuote(opts.remote)} -o ${lftpQuote(opts.out)}`), opts.out)
 }
 
 export function lftpUpload(opts: LftpOptions & { local: string; remote: string }): Promise<ClientResult> {
-  return lftp(opts, `put ${lftpQuote(opts.local)} -o ${lftpQuote(opts.remote)}`);
+  return lftp(opts, `put ${lftpQuote(opts.local)} -o ${lftpQuote(opts.remote)}`)
 }
 
 /** LIST of `remote` (the login directory when omitted); the listing is in stdout. */
 export function lftpList(opts: LftpOptions & { remote?: string }): Promise<ClientResult> {
-  return lftp(opts, opts.remote === undefined ? 'ls' : `ls ${lftpQuote(opts.remote)}`);
+  return lftp(opts, opts.remote === undefined ? 'ls' : `ls ${lftpQuote(opts.remote)}`)
 }

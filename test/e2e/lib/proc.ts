@@ -1,7 +1,7 @@
 // Runs one program to completion with a deadline, for the client helpers and the servers' setup
 // tools (openssl, pure-pw).
-import { spawn } from 'node:child_process';
-import { findBinary } from './bin.js';
+import { spawn } from 'node:child_process'
+import { findBinary } from './bin.js'
 
 export interface ProcessResult {
   /** Exit code; null when the process died of a signal (our timeout kill included). */
@@ -21,31 +21,31 @@ export interface RunOptions {
  * killed by its own PID with SIGKILL and `timedOut` is set.
  */
 export function runProcess(name: string, args: readonly string[], opts: RunOptions): Promise<ProcessResult> {
-  const file = findBinary(name);
+  const file = findBinary(name)
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let timedOut = false;
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    let timedOut = false
     const timer = setTimeout(() => {
-      timedOut = true;
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-    }, opts.timeoutMs);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
+      timedOut = true
+      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL')
+    }, opts.timeoutMs)
+    child.stdout.on('data', (b: Buffer) => out.push(b))
+    child.stderr.on('data', (b: Buffer) => err.push(b))
     child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run ${file}: ${e.message}`, { cause: e }));
-    });
+      clearTimeout(timer)
+      reject(new Error(`cannot run ${file}: ${e.message}`, { cause: e }))
+    })
     // 'close' (not 'exit') so that every byte of output has been read.
     child.on('close', (code) => {
-      clearTimeout(timer);
+      clearTimeout(timer)
       resolve({
         code,
         stdout: Buffer.concat(out).toString('utf8'),
         stderr: Buffer.concat(err).toString('utf8'),
         timedOut,
-      });
-    });
-  });
+      })
+    })
+  })
 }

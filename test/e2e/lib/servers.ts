@@ -2,16 +2,16 @@
 // child, on 127.0.0.1, from its own temp dir. The "wrong passive address" options reproduce
 // PRODFTP: the 227 names 127.0.0.99, where nothing listens, so a client that honours it is
 // refused at once (see shared/ENVIRONMENT.md).
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { findBinary } from './bin.js';
-import { runProcess } from './proc.js';
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { findBinary } from './bin.js'
+import { runProcess } from './proc.js'
 
-export { makeRandomFile, sha256File } from './files.js';
+export { makeRandomFile, sha256File } from './files.js'
 
 export interface FtpServer {
   readonly kind: 'vsftpd' | 'proftpd' | 'pure-ftpd';
@@ -37,15 +37,15 @@ export interface ServerPorts {
   pasvMax: number;
 }
 
-const HOST = '127.0.0.1';
-const UPLOAD_DIR = 'upload';
+const HOST = '127.0.0.1'
+const UPLOAD_DIR = 'upload'
 // Unprivileged owner of the virtual users' files (Debian's nobody/nogroup).
-const NOBODY_UID = 65534;
-const NOBODY_GID = 65534;
-const VIRTUAL_USER = 'tester';
-const VIRTUAL_PASSWORD = 'e2e-tester-pass';
-const START_TIMEOUT_MS = 10_000;
-const STOP_TIMEOUT_MS = 5_000;
+const NOBODY_UID = 65534
+const NOBODY_GID = 65534
+const VIRTUAL_USER = 'tester'
+const VIRTUAL_PASSWORD = 'e2e-tester-pass'
+const START_TIMEOUT_MS = 10_000
+const STOP_TIMEOUT_MS = 5_000
 
 /**
  * vsftpd 3.0.3, anonymous only (no password asked), uploads allowed into `upload/`.
@@ -55,12 +55,12 @@ const STOP_TIMEOUT_MS = 5_000;
 export function startVsftpd(opts: ServerPorts & { pasvAddress?: string }): Promise<FtpServer> {
   return startIn('vsftpd', opts.port, async (tmp) => {
     // vsftpd refuses a writable chroot root: root-owned 755 with a world-writable upload/.
-    const root = join(tmp, 'root');
-    const empty = join(tmp, 'empty');
-    await mkdir(join(root, UPLOAD_DIR), { recursive: true });
-    await mkdir(empty);
-    await chmod(root, 0o755);
-    await chmod(join(root, UPLOAD_DIR), 0o777);
+    const root = join(tmp, 'root')
+    const empty = join(tmp, 'empty')
+    await mkdir(join(root, UPLOAD_DIR), { recursive: true })
+    await mkdir(empty)
+    await chmod(root, 0o755)
+    await chmod(join(root, UPLOAD_DIR), 0o777)
     const conf = [
       'listen=YES',
       'listen_ipv6=NO',
@@ -88,11 +88,11 @@ export function startVsftpd(opts: ServerPorts & { pasvAddress?: string }): Promi
       `pasv_min_port=${opts.pasvMin}`,
       `pasv_max_port=${opts.pasvMax}`,
       ...(opts.pasvAddress === undefined ? [] : [`pasv_address=${opts.pasvAddress}`, 'pasv_addr_resolve=NO']),
-    ];
-    const confPath = join(tmp, 'vsftpd.conf');
-    await writeFile(confPath, conf.join('\n') + '\n');
-    return { bin: findBinary('vsftpd'), args: [confPath], root, user: 'anonymous', password: 'anonymous@' };
-  });
+    ]
+    const confPath = join(tmp, 'vsftpd.conf')
+    await writeFile(confPath, conf.join('\n') + '\n')
+    return { bin: findBinary('vsftpd'), args: [confPath], root, user: 'anonymous', password: 'anonymous@' }
+  })
 }
 
 /**
@@ -101,12 +101,12 @@ export function startVsftpd(opts: ServerPorts & { pasvAddress?: string }): Promi
  */
 export function startProftpd(opts: ServerPorts & { masqueradeAddress?: string }): Promise<FtpServer> {
   return startIn('proftpd', opts.port, async (tmp) => {
-    const home = await makeUserHome(tmp);
-    const passwdPath = join(tmp, 'ftpd.passwd');
-    const hash = await sha512Crypt(VIRTUAL_PASSWORD);
+    const home = await makeUserHome(tmp)
+    const passwdPath = join(tmp, 'ftpd.passwd')
+    const hash = await sha512Crypt(VIRTUAL_PASSWORD)
     // The /etc/passwd-format line ftpasswd would write, with the same openssl hash as pure-ftpd's.
-    const entry = `${VIRTUAL_USER}:${hash}:${NOBODY_UID}:${NOBODY_GID}::${home}:/bin/false\n`;
-    await writeFile(passwdPath, entry, { mode: 0o600 });
+    const entry = `${VIRTUAL_USER}:${hash}:${NOBODY_UID}:${NOBODY_GID}::${home}:/bin/false\n`
+    await writeFile(passwdPath, entry, { mode: 0o600 })
     const conf = [
       'ServerType standalone',
       'ServerName "e2e"',
@@ -133,12 +133,12 @@ export function startProftpd(opts: ServerPorts & { masqueradeAddress?: string })
       'Umask 022',
       'AllowOverwrite on',
       'AllowStoreRestart on',
-    ];
-    const confPath = join(tmp, 'proftpd.conf');
-    await writeFile(confPath, conf.join('\n') + '\n');
-    const args = ['-n', '-c', confPath];
-    return { bin: findBinary('proftpd'), args, root: home, user: VIRTUAL_USER, password: VIRTUAL_PASSWORD };
-  });
+    ]
+    const confPath = join(tmp, 'proftpd.conf')
+    await writeFile(confPath, conf.join('\n') + '\n')
+    const args = ['-n', '-c', confPath]
+    return { bin: findBinary('proftpd'), args, root: home, user: VIRTUAL_USER, password: VIRTUAL_PASSWORD }
+  })
 }
 
 /**
@@ -148,17 +148,17 @@ export function startProftpd(opts: ServerPorts & { masqueradeAddress?: string })
  */
 export function startPureFtpd(opts: ServerPorts & { forcedPassiveIp?: string }): Promise<FtpServer> {
   return startIn('pure-ftpd', opts.port, async (tmp) => {
-    const home = await makeUserHome(tmp);
-    const passwdPath = join(tmp, 'pureftpd.passwd');
-    const pdbPath = join(tmp, 'pureftpd.pdb');
+    const home = await makeUserHome(tmp)
+    const passwdPath = join(tmp, 'pureftpd.passwd')
+    const pdbPath = join(tmp, 'pureftpd.pdb')
     // pure-pw would store an argon2 hash (about 3 s per login); a SHA-512 crypt hash is accepted
     // too. The 18 fields of pure-pw's format; "/./" marks the chroot point.
-    const hash = await sha512Crypt(VIRTUAL_PASSWORD);
-    const fields = [VIRTUAL_USER, hash, String(NOBODY_UID), String(NOBODY_GID), '', `${home}/./`];
-    await writeFile(passwdPath, [...fields, ...Array<string>(12).fill('')].join(':') + '\n', { mode: 0o600 });
-    const mkdb = await runProcess('pure-pw', ['mkdb', pdbPath, '-f', passwdPath], { timeoutMs: 10_000 });
+    const hash = await sha512Crypt(VIRTUAL_PASSWORD)
+    const fields = [VIRTUAL_USER, hash, String(NOBODY_UID), String(NOBODY_GID), '', `${home}/./`]
+    await writeFile(passwdPath, [...fields, ...Array<string>(12).fill('')].join(':') + '\n', { mode: 0o600 })
+    const mkdb = await runProcess('pure-pw', ['mkdb', pdbPath, '-f', passwdPath], { timeoutMs: 10_000 })
     if (mkdb.code !== 0) {
-      throw new Error(`pure-pw mkdb failed (${mkdb.code}): ${mkdb.stderr}${mkdb.stdout}`);
+      throw new Error(`pure-pw mkdb failed (${mkdb.code}): ${mkdb.stderr}${mkdb.stdout}`)
     }
     const args = [
       '-S', `${HOST},${opts.port}`,
@@ -173,9 +173,9 @@ export function startPureFtpd(opts: ServerPorts & { forcedPassiveIp?: string }):
       '-C', '200',
       '-g', join(tmp, 'pure-ftpd.pid'),
       ...(opts.forcedPassiveIp === undefined ? [] : ['-P', opts.forcedPassiveIp]),
-    ];
-    return { bin: findBinary('pure-ftpd'), args, root: home, user: VIRTUAL_USER, password: VIRTUAL_PASSWORD };
-  });
+    ]
+    return { bin: findBinary('pure-ftpd'), args, root: home, user: VIRTUAL_USER, password: VIRTUAL_PASSWORD }
+  })
 }
 
 /** What a server's setup hands to launch(): the command line and the login it serves. */
@@ -193,37 +193,37 @@ async function startIn(
   port: number,
   prepare: (tmp: string) => Promise<LaunchSpec>,
 ): Promise<FtpServer> {
-  const tmp = await mkdtemp(join(tmpdir(), `e2e-${kind}-`));
+  const tmp = await mkdtemp(join(tmpdir(), `e2e-${kind}-`))
   try {
     // The servers drop to unprivileged users that must traverse it.
-    await chmod(tmp, 0o755);
-    return await launch(kind, port, tmp, await prepare(tmp));
+    await chmod(tmp, 0o755)
+    return await launch(kind, port, tmp, await prepare(tmp))
   } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
-    throw err;
+    await rm(tmp, { recursive: true, force: true })
+    throw err
   }
 }
 
 async function makeUserHome(tmp: string): Promise<string> {
-  const home = join(tmp, 'home');
-  await mkdir(join(home, UPLOAD_DIR), { recursive: true });
-  await chown(home, NOBODY_UID, NOBODY_GID);
-  await chown(join(home, UPLOAD_DIR), NOBODY_UID, NOBODY_GID);
-  return home;
+  const home = join(tmp, 'home')
+  await mkdir(join(home, UPLOAD_DIR), { recursive: true })
+  await chown(home, NOBODY_UID, NOBODY_GID)
+  await chown(join(home, UPLOAD_DIR), NOBODY_UID, NOBODY_GID)
+  return home
 }
 
 async function sha512Crypt(password: string): Promise<string> {
-  const res = await runProcess('openssl', ['passwd', '-6', password], { timeoutMs: 10_000 });
-  const hash = res.stdout.trim();
+  const res = await runProcess('openssl', ['passwd', '-6', password], { timeoutMs: 10_000 })
+  const hash = res.stdout.trim()
   if (res.code !== 0 || !hash.startsWith('$6$')) {
-    throw new Error(`openssl passwd -6 failed (${res.code}): ${res.stderr}`);
+    throw new Error(`openssl passwd -6 failed (${res.code}): ${res.stderr}`)
   }
-  return hash;
+  return hash
 }
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {
   try {
-    process.kill(-pid, signal);
+    process.kill(-pid, signal)
   } catch {
     // Already gone.
   }
@@ -231,74 +231,74 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
 
 async function launch(kind: FtpServer['kind'], port: number, tmp: string, spec: LaunchSpec): Promise<FtpServer> {
   if (await greets(port)) {
-    throw new Error(`${kind}: port ${port} already has an FTP server (a leftover from an earlier run?)`);
+    throw new Error(`${kind}: port ${port} already has an FTP server (a leftover from an earlier run?)`)
   }
   // Its own process group: every server forks a process per session, and stop() must end
   // those too. Killing the group by this child's PID touches nothing else. setpriv execs the
   // server in place (same PID) with a parent-death signal, so a test process that is killed
   // (tap's timeout) takes its server with it instead of leaving it on the port.
-  const setpriv = findBinary('setpriv');
+  const setpriv = findBinary('setpriv')
   const child = spawn(setpriv, ['--pdeathsig', 'KILL', '--', spec.bin, ...spec.args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
-  });
-  const output = captureTail(child);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const pid = await spawned(child, setpriv);
-  let stopping: Promise<void> | undefined;
+  })
+  const output = captureTail(child)
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const pid = await spawned(child, setpriv)
+  let stopping: Promise<void> | undefined
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       if (child.exitCode === null && child.signalCode === null) {
-        killGroup(pid, 'SIGTERM');
-        const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), STOP_TIMEOUT_MS);
-        await exited;
-        clearTimeout(timer);
+        killGroup(pid, 'SIGTERM')
+        const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), STOP_TIMEOUT_MS)
+        await exited
+        clearTimeout(timer)
       }
       // Session processes may outlive the master on SIGTERM.
-      killGroup(pid, 'SIGKILL');
-      await rm(tmp, { recursive: true, force: true });
-    })();
-    return stopping;
-  };
-  try {
-    await waitForGreeting(port, exited, output);
-  } catch (err) {
-    await stop();
-    throw new Error(`${kind} did not start on ${HOST}:${port}: ${(err as Error).message}`, { cause: err });
+      killGroup(pid, 'SIGKILL')
+      await rm(tmp, { recursive: true, force: true })
+    })()
+    return stopping
   }
-  return { kind, host: HOST, port, root: spec.root, uploadDir: UPLOAD_DIR, user: spec.user, password: spec.password, pid, stop };
+  try {
+    await waitForGreeting(port, exited, output)
+  } catch (err) {
+    await stop()
+    throw new Error(`${kind} did not start on ${HOST}:${port}: ${(err as Error).message}`, { cause: err })
+  }
+  return { kind, host: HOST, port, root: spec.root, uploadDir: UPLOAD_DIR, user: spec.user, password: spec.password, pid, stop }
 }
 
 function spawned(child: ChildProcess, bin: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    child.once('error', (e) => reject(new Error(`cannot run ${bin}: ${e.message}`, { cause: e })));
-    child.once('spawn', () => resolve(child.pid as number));
-  });
+    child.once('error', (e) => reject(new Error(`cannot run ${bin}: ${e.message}`, { cause: e })))
+    child.once('spawn', () => resolve(child.pid as number))
+  })
 }
 
 /** Keeps the last 8 KiB of the server's stdout and stderr, for the start failure message. */
 function captureTail(child: ChildProcess): () => string {
-  let tail = '';
+  let tail = ''
   const add = (b: Buffer): void => {
-    tail = (tail + b.toString('utf8')).slice(-8192);
-  };
-  child.stdout?.on('data', add);
-  child.stderr?.on('data', add);
-  return () => tail;
+    tail = (tail + b.toString('utf8')).slice(-8192)
+  }
+  child.stdout?.on('data', add)
+  child.stderr?.on('data', add)
+  return () => tail
 }
 
 async function waitForGreeting(port: number, exited: Promise<void>, output: () => string): Promise<void> {
-  let hasExited = false;
+  let hasExited = false
   void exited.then(() => {
-    hasExited = true;
-  });
-  const deadline = Date.now() + START_TIMEOUT_MS;
+    hasExited = true
+  })
+  const deadline = Date.now() + START_TIMEOUT_MS
   while (Date.now() < deadline) {
-    if (hasExited) throw new Error(`it exited: ${output().trim() || '(no output)'}`);
-    if (await greets(port)) return;
-    await new Promise((r) => setTimeout(r, 50));
+    if (hasExited) throw new Error(`it exited: ${output().trim() || '(no output)'}`)
+    if (await greets(port)) return
+    await new Promise((r) => setTimeout(r, 50))
   }
-  throw new Error(`no 220 greeting within ${START_TIMEOUT_MS} ms: ${output().trim() || '(no output)'}`);
+  throw new Error(`no 220 greeting within ${START_TIMEOUT_MS} ms: ${output().trim() || '(no output)'}`)
 }
 
 /**
@@ -307,19 +307,19 @@ async function waitForGreeting(port: number, exited: Promise<void>, output: () =
  */
 function greets(port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ host: HOST, port });
-    let text = '';
+    const socket = connect({ host: HOST, port })
+    let text = ''
     const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(2000, () => done(false));
-    socket.on('error', () => done(false));
-    socket.on('close', () => done(false));
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.setTimeout(2000, () => done(false))
+    socket.on('error', () => done(false))
+    socket.on('close', () => done(false))
     socket.on('data', (b: Buffer) => {
-      text += b.toString('latin1');
-      if (/^220 /m.test(text)) done(true);
-      else if (text.length > 4096) done(false);
-    });
-  });
+      text += b.toString('latin1')
+      if (/^220 /m.test(text)) done(true)
+      else if (text.length > 4096) done(false)
+    })
+  })
 }
