@@ -58,5 +58,9 @@ export function relayLegs(client: net.Socket, upstream: net.Socket, hooks: Relay
 /** Closes a leg with a TCP reset (RST) rather than a FIN; a no-op on a leg already closed. */
 export function resetLeg(socket: net.Socket): void {
   if (socket.destroyed) return
-  socket.resetAndDestroy()
+  // libuv refuses to reset a socket whose side was already shut down (our FIN went out: a
+  // download fully passed on, an upload's end forwarded): Node then reports an 'error' and
+  // never closes the handle, so 'close' would never come. Such a leg has nothing to cut.
+  if (socket.writableEnded) socket.destroy()
+  else socket.resetAndDestroy()
 }
