@@ -12,9 +12,11 @@
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { LineTooLongError } from '../errors.js'
-import { isAborWithoutLf, logSafe, parseCommand, type ActiveTarget, type Command } from '../protocol/commands.js'
+import { logSafe, parseCommand, type ActiveTarget, type Command } from '../protocol/commands.js'
 import { LineFramer } from '../protocol/line-framer.js'
 import { decideCommand } from './command-policy.js'
+import { CommandReader } from './command-reader.js'
+import { IdleClock } from './idle-clock.js'
 import { LegWriter } from './leg-writer.js'
 import { Lifecycle } from './lifecycle.js'
 import type { CommandRefusal } from './outcomes.js'
@@ -34,26 +36,19 @@ export class ControlSession {
   readonly #shared: SessionContext
   readonly #limits: SessionLimits
   readonly #log: Logger
-  readonly #clientFramer: LineFramer
   readonly #upstreamFramer: LineFramer
   readonly #replies: ReplyOrder
   readonly #data: DataSetups
   readonly #life = new Lifecycle()
-  /**
-   * Client bytes read but not yet framed into commands. Lines are framed one at a time, as
-   * commands are taken: a 64 KiB chunk of `LPSV\r\n` is one buffer here, not 10,922 live lines.
-   */
-  readonly #clientIn: Buffer[] = []
-  /** The last command line ended in a bare CR (an ABOR whose LF was urgent data). */
-  #afterBareCr = false
+  /** Client bytes not yet taken as commands. */
+  readonly #commands: CommandReader
   /** A command whose setup is asynchronous (a relayed PORT) holds the ones behind it. */
   #commandBusy = false
   #epsvAll = false
   #serverWithoutEpsv = false
   #user: string | undefined
   #greeted = false
-  #idleTimer: NodeJS.Timeout | null = null
-  #lastActivity = performance.now()
+  readonly #idle: IdleClock
   #greetTimer: NodeJS.Timeout | null = null
   #closeDeadline: NodeJS.Timeout | null = null
   /** Refusal reasons already logged at info in this session: the rest go to debug. */
@@ -74,7 +69,7 @@ export class ControlSession {
     this.#toClient = new LegWriter(client, () => this.#guard(() => this.#pump()))
     this.#toServer = new LegWriter(upstream, () => this.#guard(() => this.#pump()))
     const maxLineBytes = this.#limits.maxLineBytes ?? shared.config().maxLineBytes
-    this.#clientFramer = new LineFramer({ maxLineBytes, acceptBareCr: isAborWithoutLf })
+    this.#commands = new CommandReader(maxLineBytes)
     this.#upstreamFramer = new LineFramer({ maxLineBytes })
     this.#replies = new ReplyOrder({
       maxReplyBytes: this.#limits.maxReplyBytes,
@@ -89,6 +84,14 @@ export class ControlSession {
       isClosed: () => this.#life.phase === 'closed',
       user: () => this.#user,
       onLeaseEnd: () => this.#markActivity(),
+    })
+    this.#idle = new IdleClock({
+      timeoutMs: () => this.#shared.config().idleTimeoutMs,
+      busy: () => this.transferActive,
+      onIdle: (ms) => {
+        this.#log.info({ idleSeconds: ms / 1000 }, 'control connection idle; closing')
+        this.closeWith(`421 Idle timeout (${ms / 1000} s): closing control connection.\r\n`, 'idle timeout')
+      },
     })
     this.#done = new Promise((resolve) => {
       this.#resolveDone = resolve
@@ -169,7 +172,7 @@ export class ControlSession {
   #onClientData(chunk: Buffer): void {
     // Once the session is ending (server gone, or a final reply sent), client bytes are dropped.
     if (this.#life.phase !== 'open') return
-    this.#clientIn.push(chunk)
+    this.#commands.push(chunk)
     this.#pump()
   }
 
@@ -185,7 +188,7 @@ export class ControlSession {
   }
 
   #takeCommands(): void {
-    while (this.#clientIn.length > 0 && this.#canTakeCommand()) {
+    while (this.#commands.waiting && this.#canTakeCommand()) {
       const line = this.#nextCommandLine()
       if (line === null) break
       const busy = this.#onCommand(line)
@@ -203,30 +206,14 @@ export class ControlSession {
 
   /** The next complete command line of what the client sent, or null. */
   #nextCommandLine(): Buffer | null {
-    while (this.#clientIn.length > 0) {
-      const chunk = this.#clientIn[0] as Buffer
-      const lf = chunk.indexOf(0x0a)
-      const piece = lf === -1 ? chunk : chunk.subarray(0, lf + 1)
-      if (lf === -1 || lf + 1 === chunk.length) this.#clientIn.shift()
-      else this.#clientIn[0] = chunk.subarray(lf + 1)
-      try {
-        // At most one line: the piece holds at most one LF (or ends in the CR of an ABOR).
-        const line = this.#clientFramer.push(piece)[0]
-        if (line === undefined) continue
-        // The LF of an ABOR taken on its bare CR may still come (it was not urgent data after
-        // all): it ends nothing, and must not reach the server as an empty command.
-        const afterBareCr = this.#afterBareCr
-        this.#afterBareCr = line[line.length - 1] === 0x0d
-        if (afterBareCr && line.length === 1 && line[0] === 0x0a) continue
-        return line
-      } catch (err) {
-        if (!(err instanceof LineTooLongError)) throw err
-        this.#log.warn({ limit: err.limit }, 'client sent a command line over the limit; closing')
-        this.closeWith(`500 Command line too long (limit ${err.limit} bytes).\r\n`, 'client line too long')
-        return null
-      }
+    try {
+      return this.#commands.next()
+    } catch (err) {
+      if (!(err instanceof LineTooLongError)) throw err
+      this.#log.warn({ limit: err.limit }, 'client sent a command line over the limit; closing')
+      this.closeWith(`500 Command line too long (limit ${err.limit} bytes).\r\n`, 'client line too long')
+      return null
     }
-    return null
   }
 
   #onCommand(line: Buffer): void | Promise<void> {
@@ -393,14 +380,14 @@ export class ControlSession {
     try {
       for (;;) {
         this.#replies.writeTo(this.#toClient)
-        if (this.#clientIn.length === 0 || !this.#canTakeCommand()) break
+        if (!this.#commands.waiting || !this.#canTakeCommand()) break
         this.#takeCommands()
       }
     } finally {
       this.#client.uncork()
     }
     // The client's FIN goes to the server once every command before it has.
-    if (this.#life.clientHasEnded && this.#clientIn.length === 0 && !this.#commandBusy) this.#toServer.end()
+    if (this.#life.clientHasEnded && !this.#commands.waiting && !this.#commandBusy) this.#toServer.end()
     // The server is gone and its last reply is out: the session ends, whether or not the
     // client closes its side.
     if (this.#life.phase === 'ending' && this.#replies.pending === 0) this.#endClient()
@@ -414,7 +401,7 @@ export class ControlSession {
   #flow(): void {
     const phase = this.#life.phase
     if (phase === 'closed') return
-    const readClient = phase !== 'open' || (this.#clientIn.length === 0 && this.#canTakeCommand())
+    const readClient = phase !== 'open' || (!this.#commands.waiting && this.#canTakeCommand())
     if (readClient) this.#client.resume()
     else this.#client.pause()
     // While the next reply due to the client is the server's to give, the server is read
@@ -448,7 +435,7 @@ export class ControlSession {
   /** The session is ending: whatever the client does, its leg is destroyed --close-timeout later. */
   #beginEnding(): void {
     if (!this.#life.end()) return
-    this.#clientIn.length = 0
+    this.#commands.clear()
     this.#closeDeadline = setTimeout(() => this.#client.destroy(), this.#shared.config().closeTimeoutMs)
   }
 
@@ -476,29 +463,8 @@ export class ControlSession {
     this.#pump()
   }
 
-  /**
-   * Marks activity for the idle timeout. One timer per session, re-armed only when it fires
-   * early: a client sending thousands of commands a second must not cost a timer each.
-   */
   #markActivity(): void {
-    this.#lastActivity = performance.now()
-    if (this.#idleTimer === null && this.#life.phase === 'open') this.#scheduleIdle(this.#shared.config().idleTimeoutMs)
-  }
-
-  #scheduleIdle(inMs: number): void {
-    this.#idleTimer = setTimeout(() => {
-      this.#idleTimer = null
-      if (this.#life.phase !== 'open') return
-      const ms = this.#shared.config().idleTimeoutMs
-      const quiet = performance.now() - this.#lastActivity
-      // The idle timeout counts only while no transfer runs: a long transfer keeps the control
-      // connection silent for as long as it takes.
-      if (this.transferActive) return this.#scheduleIdle(ms)
-      if (quiet < ms) return this.#scheduleIdle(ms - quiet)
-      this.#log.info({ idleSeconds: ms / 1000 }, 'control connection idle; closing')
-      this.closeWith(`421 Idle timeout (${ms / 1000} s): closing control connection.\r\n`, 'idle timeout')
-    }, inMs)
-    this.#idleTimer.unref()
+    if (this.#life.phase === 'open') this.#idle.mark()
   }
 
   #onLegClosed(leg: 'client' | 'upstream'): void {
@@ -510,10 +476,10 @@ export class ControlSession {
       this.#guard(() => this.#onServerGone())
     }
     if (!this.#life.legClosed()) return
-    for (const timer of [this.#idleTimer, this.#greetTimer, this.#closeDeadline]) if (timer !== null) clearTimeout(timer)
-    this.#idleTimer = null
+    this.#idle.stop()
+    for (const timer of [this.#greetTimer, this.#closeDeadline]) if (timer !== null) clearTimeout(timer)
     this.#replies.close()
-    this.#clientIn.length = 0
+    this.#commands.clear()
     this.#data.cancelAll('closed')
     this.#shared.metrics.sessionsActive.dec()
     const ep = this.#endpoints

@@ -1,0 +1,52 @@
+// Client bytes into command lines, one at a time, as the session takes them: a 64 KiB chunk of
+// `LPSV\r\n` waits here as one buffer, not as 10,922 live lines. Lines are framed on LF and
+// bounded (LineFramer); an ABOR whose LF was sent as urgent data ends on its bare CR.
+
+import { isAborWithoutLf } from '../protocol/commands.js'
+import { LineFramer } from '../protocol/line-framer.js'
+
+export class CommandReader {
+  readonly #framer: LineFramer
+  readonly #pending: Buffer[] = []
+  /** The last line ended in a bare CR (an ABOR whose LF was urgent data). */
+  #afterBareCr = false
+
+  constructor(maxLineBytes: number) {
+    this.#framer = new LineFramer({ maxLineBytes, acceptBareCr: isAborWithoutLf })
+  }
+
+  /** Whether bytes are waiting (a line, or part of one). */
+  get waiting(): boolean {
+    return this.#pending.length > 0
+  }
+
+  push(chunk: Buffer): void {
+    this.#pending.push(chunk)
+  }
+
+  /** Drops what is waiting (the session is ending). */
+  clear(): void {
+    this.#pending.length = 0
+  }
+
+  /** The next complete command line, or null. Throws LineTooLongError past the limit. */
+  next(): Buffer | null {
+    while (this.#pending.length > 0) {
+      const chunk = this.#pending[0] as Buffer
+      const lf = chunk.indexOf(0x0a)
+      const piece = lf === -1 ? chunk : chunk.subarray(0, lf + 1)
+      if (lf === -1 || lf + 1 === chunk.length) this.#pending.shift()
+      else this.#pending[0] = chunk.subarray(lf + 1)
+      // At most one line: the piece holds at most one LF (or ends in the CR of an ABOR).
+      const line = this.#framer.push(piece)[0]
+      if (line === undefined) continue
+      // The LF of an ABOR taken on its bare CR may still come (it was not urgent data after
+      // all): it ends nothing, and must not reach the server as an empty command.
+      const afterBareCr = this.#afterBareCr
+      this.#afterBareCr = line[line.length - 1] === 0x0d
+      if (afterBareCr && line.length === 1 && line[0] === 0x0a) continue
+      return line
+    }
+    return null
+  }
+}
