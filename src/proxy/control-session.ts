@@ -12,10 +12,9 @@
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { LineTooLongError } from '../errors.js'
-import { logSafe, parseCommand, type ActiveTarget, type Command } from '../protocol/commands.js'
-import { LineFramer } from '../protocol/line-framer.js'
+import { isAborWithoutLf, logSafe, parseCommand, type ActiveTarget, type Command } from '../protocol/commands.js'
 import { decideCommand } from './command-policy.js'
-import { CommandReader } from './command-reader.js'
+import { LineReader } from './line-reader.js'
 import { IdleClock } from './idle-clock.js'
 import { LegWriter } from './leg-writer.js'
 import { Lifecycle } from './lifecycle.js'
@@ -36,12 +35,13 @@ export class ControlSession {
   readonly #shared: SessionContext
   readonly #limits: SessionLimits
   readonly #log: Logger
-  readonly #upstreamFramer: LineFramer
   readonly #replies: ReplyOrder
   readonly #data: DataSetups
   readonly #life = new Lifecycle()
   /** Client bytes not yet taken as commands. */
-  readonly #commands: CommandReader
+  readonly #commands: LineReader
+  /** Server bytes not yet read as reply lines. */
+  readonly #serverIn: LineReader
   /** A command whose setup is asynchronous (a relayed PORT) holds the ones behind it. */
   #commandBusy = false
   #epsvAll = false
@@ -69,8 +69,8 @@ export class ControlSession {
     this.#toClient = new LegWriter(client, () => this.#guard(() => this.#pump()))
     this.#toServer = new LegWriter(upstream, () => this.#guard(() => this.#pump()))
     const maxLineBytes = this.#limits.maxLineBytes ?? shared.config().maxLineBytes
-    this.#commands = new CommandReader(maxLineBytes)
-    this.#upstreamFramer = new LineFramer({ maxLineBytes })
+    this.#commands = new LineReader(maxLineBytes, isAborWithoutLf)
+    this.#serverIn = new LineReader(maxLineBytes)
     this.#replies = new ReplyOrder({
       maxReplyBytes: this.#limits.maxReplyBytes,
       onReply: (slot, code, lines) => this.#onReply(slot, code, lines),
@@ -307,26 +307,34 @@ export class ControlSession {
 
   #onServerData(chunk: Buffer): void {
     if (this.#life.phase !== 'open') return
-    let tooLong: LineTooLongError | null = null
+    this.#serverIn.push(chunk)
+    this.#pump()
+  }
+
+  /** Whether another server line can be taken now: the client reads, or the line is the one due. */
+  #canTakeReply(): boolean {
+    return (
+      this.#life.phase === 'open' &&
+      !this.#toClient.backedUp &&
+      (this.#replies.held < this.#limits.maxHeldReplyBytes || this.#replies.headAwaitsServer)
+    )
+  }
+
+  /** Takes server lines into the replies while they fit (see #canTakeReply). */
+  #takeReplies(): void {
     try {
-      for (const line of this.#upstreamFramer.push(chunk)) this.#replies.serverLine(line)
+      while (this.#serverIn.waiting && this.#canTakeReply()) {
+        const line = this.#serverIn.next()
+        if (line === null) break
+        this.#replies.serverLine(line)
+      }
     } catch (err) {
       if (!(err instanceof LineTooLongError)) throw err
-      // The lines framed before the long one are still handled, in order.
-      try {
-        for (const line of err.linesBefore) this.#replies.serverLine(line)
-      } catch (inner) {
-        if (!(inner instanceof LineTooLongError)) throw inner
-      }
-      tooLong = err
-    }
-    if (tooLong !== null && this.#life.phase === 'open') {
-      this.#log.warn({ limit: tooLong.limit }, 'server sent a reply over the limit; closing')
+      this.#log.warn({ limit: err.limit }, 'server sent a reply over the limit; closing')
       this.#life.because('server reply too long')
       this.#upstream.destroy()
-      this.#onServerGone(`421 The FTP server sent a reply longer than ${tooLong.limit} bytes; closing.`)
+      this.#onServerGone(`421 The FTP server sent a reply longer than ${err.limit} bytes; closing.`)
     }
-    this.#pump()
   }
 
   /** A reply is complete: what the client gets for it, by the command it answers. */
@@ -380,6 +388,10 @@ export class ControlSession {
     try {
       for (;;) {
         this.#replies.writeTo(this.#toClient)
+        if (this.#serverIn.waiting && this.#canTakeReply()) {
+          this.#takeReplies()
+          continue
+        }
         if (!this.#commands.waiting || !this.#canTakeCommand()) break
         this.#takeCommands()
       }
@@ -406,7 +418,7 @@ export class ControlSession {
     else this.#client.pause()
     // While the next reply due to the client is the server's to give, the server is read
     // whatever is held behind it: that reply is the only way on.
-    const readServer = !this.#toClient.backedUp && (this.#replies.held < this.#limits.maxHeldReplyBytes || this.#replies.headAwaitsServer)
+    const readServer = !this.#serverIn.waiting && this.#canTakeReply()
     if (readServer) this.#upstream.resume()
     else this.#upstream.pause()
   }

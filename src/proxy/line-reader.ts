@@ -1,18 +1,18 @@
-// Client bytes into command lines, one at a time, as the session takes them: a 64 KiB chunk of
-// `LPSV\r\n` waits here as one buffer, not as 10,922 live lines. Lines are framed on LF and
-// bounded (LineFramer); an ABOR whose LF was sent as urgent data ends on its bare CR.
+// A peer's bytes into lines, one at a time, as the session takes them: a 64 KiB chunk of
+// `LPSV\r\n` from a client, or of bare LFs from a server, waits here as one buffer, not as tens
+// of thousands of live lines. Lines are framed on LF and bounded (LineFramer); on the client's
+// side an ABOR whose LF was sent as urgent data ends on its bare CR.
 
-import { isAborWithoutLf } from '../protocol/commands.js'
 import { LineFramer } from '../protocol/line-framer.js'
 
-export class CommandReader {
+export class LineReader {
   readonly #framer: LineFramer
   readonly #pending: Buffer[] = []
   /** The last line ended in a bare CR (an ABOR whose LF was urgent data). */
   #afterBareCr = false
 
-  constructor(maxLineBytes: number) {
-    this.#framer = new LineFramer({ maxLineBytes, acceptBareCr: isAborWithoutLf })
+  constructor(maxLineBytes: number, acceptBareCr?: (pending: Buffer) => boolean) {
+    this.#framer = new LineFramer(acceptBareCr === undefined ? { maxLineBytes } : { maxLineBytes, acceptBareCr })
   }
 
   /** Whether bytes are waiting (a line, or part of one). */
@@ -29,7 +29,7 @@ export class CommandReader {
     this.#pending.length = 0
   }
 
-  /** The next complete command line, or null. Throws LineTooLongError past the limit. */
+  /** The next complete line, or null. Throws LineTooLongError past the limit. */
   next(): Buffer | null {
     while (this.#pending.length > 0) {
       const chunk = this.#pending[0] as Buffer
