@@ -42,6 +42,8 @@ export class ControlSession {
   readonly #commands: LineReader
   /** Server bytes not yet read as reply lines. */
   readonly #serverIn: LineReader
+  /** The server's FIN came (or its leg closed); #serverIn may still hold its last lines. */
+  #serverEnded = false
   /** A command whose setup is asynchronous (a relayed PORT) holds the ones behind it. */
   #commandBusy = false
   #epsvAll = false
@@ -118,7 +120,7 @@ export class ControlSession {
       this.#life.clientEnded()
       this.#guard(() => this.#pump())
     })
-    upstream.on('end', () => this.#guard(() => this.#onServerGone()))
+    upstream.on('end', () => this.#guard(() => this.#onServerEnded()))
     client.on('error', (err) => this.#log.debug({ leg: 'client', error: err.message }, 'control connection error'))
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       this.#log.debug({ leg: 'upstream', error: err.message }, 'control connection error')
@@ -398,8 +400,10 @@ export class ControlSession {
     } finally {
       this.#client.uncork()
     }
-    // The client's FIN goes to the server once every command before it has.
+    // The client's FIN goes to the server once every command before it has; the server's
+    // leaving counts once every reply line it sent before it has been taken.
     if (this.#life.clientHasEnded && !this.#commands.waiting && !this.#commandBusy) this.#toServer.end()
+    if (this.#serverEnded && !this.#serverIn.waiting) this.#onServerGone()
     // The server is gone and its last reply is out: the session ends, whether or not the
     // client closes its side.
     if (this.#life.phase === 'ending' && this.#replies.pending === 0) this.#endClient()
@@ -448,7 +452,7 @@ export class ControlSession {
   #beginEnding(): void {
     if (!this.#life.end()) return
     this.#commands.clear()
-    this.#closeDeadline = setTimeout(() => this.#client.destroy(), this.#shared.config().closeTimeoutMs)
+    this.#armCloseDeadline()
   }
 
   /**
@@ -460,6 +464,19 @@ export class ControlSession {
     if (!this.#toClient.open) return
     this.#client.once('finish', () => this.#client.destroy())
     this.#toClient.end(last)
+  }
+
+  /** The server sent its FIN, or its leg closed: it is gone once the lines it sent are taken. */
+  #onServerEnded(): void {
+    this.#serverEnded = true
+    // Its last lines may wait for a client that does not read: the deadline starts now.
+    this.#armCloseDeadline()
+    this.#pump()
+  }
+
+  /** Whatever the client does, its leg is destroyed --close-timeout from the first call. */
+  #armCloseDeadline(): void {
+    this.#closeDeadline ??= setTimeout(() => this.#client.destroy(), this.#shared.config().closeTimeoutMs)
   }
 
   /**
@@ -485,7 +502,7 @@ export class ControlSession {
       // Nothing more can reach the client: the server leg goes too.
       this.#upstream.destroy()
     } else {
-      this.#guard(() => this.#onServerGone())
+      this.#guard(() => this.#onServerEnded())
     }
     if (!this.#life.legClosed()) return
     this.#idle.stop()
