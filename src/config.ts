@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util'
 import ipaddr from 'ipaddr.js'
 import { parse as parseYaml } from 'yaml'
 import type { ActiveMode, Config, Endpoint, LogLevel, UpstreamDataAddress } from './config-types.js'
+import { formatDuration, parseDuration } from './duration.js'
 import { ConfigError } from './errors.js'
 import { formatEndpoint } from './net/endpoint.js'
 
@@ -29,7 +30,6 @@ const MIN_LINE_BYTES = 512
 const MAX_LINE_BYTES = 1_048_576
 // No timeout needs to exceed a day; a bigger value is far more likely a unit mistake.
 const MAX_DURATION_MS = 86_400_000
-const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 const UPSTREAM_DATA_ADDRESSES: readonly UpstreamDataAddress[] = ['auto', 'advertised', 'control']
 const ACTIVE_MODES: readonly ActiveMode[] = ['passive', 'relay', 'deny']
@@ -324,13 +324,13 @@ export function loadConfig(
       DEFAULTS.upstreamDataAddress,
     ),
     activeMode: setting('activeMode', (r) => parseChoice(r, ACTIVE_MODES), DEFAULTS.activeMode),
-    connectTimeoutMs: setting('connectTimeout', parseDuration, DEFAULTS.connectTimeoutMs),
-    dataAcceptTimeoutMs: setting('dataAcceptTimeout', parseDuration, DEFAULTS.dataAcceptTimeoutMs),
-    idleTimeoutMs: setting('idleTimeout', parseDuration, DEFAULTS.idleTimeoutMs),
-    shutdownGraceMs: setting('shutdownGrace', parseDuration, DEFAULTS.shutdownGraceMs),
-    greetingTimeoutMs: setting('greetingTimeout', parseDuration, DEFAULTS.greetingTimeoutMs),
-    dataIdleTimeoutMs: setting('dataIdleTimeout', parseDuration, DEFAULTS.dataIdleTimeoutMs),
-    closeTimeoutMs: setting('closeTimeout', parseDuration, DEFAULTS.closeTimeoutMs),
+    connectTimeoutMs: setting('connectTimeout', parseDurationSetting, DEFAULTS.connectTimeoutMs),
+    dataAcceptTimeoutMs: setting('dataAcceptTimeout', parseDurationSetting, DEFAULTS.dataAcceptTimeoutMs),
+    idleTimeoutMs: setting('idleTimeout', parseDurationSetting, DEFAULTS.idleTimeoutMs),
+    shutdownGraceMs: setting('shutdownGrace', parseDurationSetting, DEFAULTS.shutdownGraceMs),
+    greetingTimeoutMs: setting('greetingTimeout', parseDurationSetting, DEFAULTS.greetingTimeoutMs),
+    dataIdleTimeoutMs: setting('dataIdleTimeout', parseDurationSetting, DEFAULTS.dataIdleTimeoutMs),
+    closeTimeoutMs: setting('closeTimeout', parseDurationSetting, DEFAULTS.closeTimeoutMs),
     maxLeasesPerSession: setting('maxLeasesPerSession', parseCount, DEFAULTS.maxLeasesPerSession),
     maxLeasesPerClient: setting('maxLeasesPerClient', parseCount, DEFAULTS.maxLeasesPerClient),
     clientIpv6Prefix: setting('clientIpv6Prefix', parsePrefixLength, DEFAULTS.clientIpv6Prefix),
@@ -576,17 +576,17 @@ function parseChoice<T extends string>(r: Raw, choices: readonly T[]): T {
  * `250ms`, `5s`, `2m`, `1h`, or a whole number of seconds, as a string from any source or as a
  * number in a config file. One rule for numbers everywhere: a bare number means seconds.
  */
-function parseDuration(r: Raw): number {
+function parseDurationSetting(r: Raw): number {
   let ms: number
   if (typeof r.value === 'number') {
     if (!Number.isInteger(r.value)) throw fail(r.origin, `${r.value} is not a whole number of seconds`)
     ms = r.value * 1000
   } else if (typeof r.value === 'string') {
-    const m = /^(\d+)(ms|s|m|h)?$/.exec(r.value)
-    if (m === null) {
+    const parsed = parseDuration(r.value)
+    if (parsed === null) {
       throw fail(r.origin, `${JSON.stringify(r.value)} is not a duration; use 250ms, 5s, 2m, 1h or whole seconds`)
     }
-    ms = Number(m[1]) * DURATION_UNITS_MS[(m[2] ?? 's') as keyof typeof DURATION_UNITS_MS]
+    ms = parsed
   } else {
     throw fail(r.origin, `expected a duration such as "5s" or a number of seconds, got ${describe(r.value)}`)
   }
@@ -792,15 +792,6 @@ function defaultText(key: SettingKey): string {
     case 'metricsListen':
       return d.metricsListen === null ? 'off' : formatEndpoint(d.metricsListen)
   }
-}
-
-/** The largest unit that divides ms exactly, so 900000 reads as 15m. */
-function formatDuration(ms: number): string {
-  // Largest unit first; ms (size 1) divides every whole number, so the search always finds one.
-  const [unit, size] = Object.entries(DURATION_UNITS_MS)
-    .reverse()
-    .find(([, s]) => ms % s === 0) as [string, number]
-  return `${ms / size}${unit}`
 }
 
 const EPHEMERAL_RANGE_FILE = '/proc/sys/net/ipv4/ip_local_port_range'

@@ -1,6 +1,7 @@
 // `diagnose` arguments: ftp://[user[:password]@]host[:port][/path] [--password-env VAR] [--json]
 // [--timeout DURATION]. Pure: words and the environment in, options or a usage message out.
 
+import { parseDuration } from '../duration.js'
 import { parseArgs } from 'node:util'
 
 export interface DiagnoseOptions {
@@ -49,8 +50,6 @@ const DEFAULT_TIMEOUT_MS = 10_000
 // A diagnosis waits at most this long per step; more is surely a unit mistake.
 const MAX_TIMEOUT_MS = 600_000
 // The duration grammar of the proxy's settings (config.ts parseDuration, which is not exported).
-const DURATION = /^(\d+)(ms|s|m|h)?$/
-const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const
 
 /** `env` is read only for the variable --password-env names. */
 export function parseDiagnoseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): ParsedArgs {
@@ -99,9 +98,8 @@ function usage(message: string): ParsedArgs {
 
 /** Milliseconds, or the message saying what is wrong. */
 function parseTimeout(text: string): number | string {
-  const m = DURATION.exec(text)
-  if (m === null) return `--timeout ${JSON.stringify(text)} is not a duration; use 250ms, 3s, 1m or whole seconds`
-  const ms = Number(m[1]) * UNIT_MS[(m[2] ?? 's') as keyof typeof UNIT_MS]
+  const ms = parseDuration(text)
+  if (ms === null) return `--timeout ${JSON.stringify(text)} is not a duration; use 250ms, 3s, 1m or whole seconds`
   if (ms <= 0) return `--timeout ${text} must be more than 0`
   if (ms > MAX_TIMEOUT_MS) return `--timeout ${text} is above the limit of 10m`
   return ms
