@@ -56,8 +56,9 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     out('3. What the proxy rewrote:')
     for (const l of logLines.filter((x) => x.msg === 'passive reply rewritten')) {
       out(`   server said:  ${String(l.fromServer)}`)
-      out(`   proxy dialled ${String(l.dialled)}: the server's own address, tried first because the`)
-      out(`                 advertised ${String(l.advertised)} is ${String(l.advertisedClass)} and differs from it`)
+      out(`   proxy dialled ${String(l.dialled)}: the server's own address, always tried first; the`)
+      out(`                 advertised ${String(l.advertised)} is ${String(l.advertisedClass)}, which a server's reply may`)
+      out('                 never make the proxy dial (see --upstream-data-networks)')
       out(`   client got:   ${String(l.toClient)}`)
     }
     return !direct.ok && viaProxy.ok && same ? 0 : 1
