@@ -50,7 +50,10 @@ const STOP_TIMEOUT_MS = 5_000
 /**
  * vsftpd 3.0.3, anonymous only (no password asked), uploads allowed into `upload/`.
  * `pasvAddress` sets pasv_address with pasv_addr_resolve=NO; without it vsftpd advertises the
- * control connection's local address. max_clients/max_per_ip are left unlimited.
+ * control connection's local address. max_per_ip and max_clients are raised: despite its man page
+ * ("0, unlimited"), this vsftpd refuses the 51st connection from one address with "421 There are
+ * too many connections from your internet address" (checked here), and behind the proxy every
+ * session comes from one address; a session's process may outlive its QUIT for a moment.
  */
 export function startVsftpd(opts: ServerPorts & { pasvAddress?: string }): Promise<FtpServer> {
   return startIn('vsftpd', opts.port, async (tmp) => {
@@ -69,6 +72,8 @@ export function startVsftpd(opts: ServerPorts & { pasvAddress?: string }): Promi
       `listen_port=${opts.port}`,
       // 3.0.3's seccomp filter kills each session process here (curl: "response reading failed").
       'seccomp_sandbox=NO',
+      'max_per_ip=1000',
+      'max_clients=2000',
       `secure_chroot_dir=${empty}`,
       'anonymous_enable=YES',
       'local_enable=NO',
