@@ -5,7 +5,7 @@
 
 import type { Socket } from 'node:net'
 import { BadPassiveReplyError } from '../errors.js'
-import { addressClass, dataCandidates, normalizeAddress, type DataCandidate } from '../net/address-policy.js'
+import { addressClass, normalizeAddress, type DataCandidate } from '../net/address-policy.js'
 import { LineFramer } from '../protocol/line-framer.js'
 import { parsePassiveReply, replyText, ReplyAssembler, type PassiveEndpoint, type Reply } from '../protocol/replies.js'
 import { connectTo } from '../net/dial.js'
@@ -101,7 +101,7 @@ async function passive(control: Control, command: 'PASV' | 'EPSV', options: Diag
   let port: number | null = endpoint.port
   for (const candidate of probeOrder(host, peer)) {
     if (addressClass(candidate.host) === 'unspecified') {
-      // dataCandidates never dials the unspecified address: on Linux that reaches this very host.
+      // The unspecified address is never dialled: on Linux that reaches this very host.
       probes.push({ ...candidate, port: endpoint.port, ok: false, ms: 0, error: 'not dialled: the unspecified address names no host' })
       continue
     }
@@ -134,14 +134,15 @@ function parsed(reply: Reply): PassiveEndpoint {
 }
 
 /**
- * The addresses the proxy would dial (address-policy's `auto` set), advertised first: that is
- * what a client honouring the 227 dials. The unspecified address, which dataCandidates leaves
- * out, is kept here so the verdict sees what clients were told.
+ * What to probe: the advertised address first (what a client honouring the 227 dials), then the
+ * control connection's peer; one of them when they are the same, the peer alone for a 229. The
+ * unspecified address is kept, not dialled, so the verdict sees what clients were told.
  */
 function probeOrder(advertised: string | null, peer: string): DataCandidate[] {
-  const list = dataCandidates('auto', advertised, peer, null)
-  if (advertised !== null && !list.some((c) => c.kind === 'advertised')) list.unshift({ kind: 'advertised', host: advertised })
-  return list.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'advertised' ? -1 : 1))
+  const control: DataCandidate = { kind: 'control', host: normalizeAddress(peer) }
+  if (advertised === null) return [control]
+  const adv: DataCandidate = { kind: 'advertised', host: normalizeAddress(advertised) }
+  return adv.host === control.host ? [adv] : [adv, control]
 }
 
 /** Dials one candidate and, when it answers, lists the directory over that connection. */

@@ -59,41 +59,6 @@ export interface DataCandidate {
   readonly host: string
 }
 
-/**
- * The old rule, kept until the proxy calls dataTargets: it dials any advertised address but
- * 0.0.0.0, so a server's 227 can make the proxy connect anywhere it can reach (issue 8,
- * finding 6). Use dataTargets.
- * @deprecated
- *
- * The server data endpoints to try, in order.
- * - A 229 names no address (RFC 2428 3): the control peer only.
- * - `advertised` / `control` force one address.
- * - `auto`: one candidate when the advertised address is the control peer; else, when the
- *   advertised address is not public (the PRODFTP case: a private or loopback address that
- *   differs from the address the proxy reached the server at), the control peer first, then the
- *   advertised address; otherwise the reverse. An unspecified address (0.0.0.0) is never
- *   dialled: on Linux a connect to it reaches the proxy's own host.
- * - The address that last answered for this upstream goes first, so a blackholed address
- *   costs one connect timeout, not one per PASV.
- */
-export function dataCandidates(
-  mode: UpstreamDataAddress,
-  advertised: string | null,
-  controlPeer: string,
-  lastAnswered: string | null,
-): DataCandidate[] {
-  const control: DataCandidate = { kind: 'control', host: normalizeAddress(controlPeer) }
-  if (advertised === null) return [control]
-  const adv: DataCandidate = { kind: 'advertised', host: normalizeAddress(advertised) }
-  const dialable = addressClass(adv.host) !== 'unspecified'
-  if (mode === 'control' || !dialable) return [control]
-  if (mode === 'advertised') return [adv]
-  if (adv.host === control.host) return [adv]
-  const list = addressClass(adv.host) === 'public' ? [adv, control] : [control, adv]
-  if (list[1]?.host === lastAnswered) list.reverse()
-  return list
-}
-
 /** Whether an address is IPv4 (after normalisation), i.e. fits a 227. */
 export function isIPv4(address: string): boolean {
   return ipaddr.IPv4.isValid(address) && ipaddr.IPv4.isValidFourPartDecimal(address)
