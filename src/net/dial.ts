@@ -2,6 +2,7 @@
 // the server's data endpoints and by diagnose for the same probe.
 
 import net from 'node:net'
+import { Deadline } from '../deadline.js'
 import { DialError, type DialAttempt, type DialFailure } from '../errors.js'
 import type { DataCandidate } from './address-policy.js'
 
@@ -48,30 +49,36 @@ export async function dialFirst(
   throw new DialError(dialFailure(lastCode), attempts)
 }
 
-/** One TCP connect within `timeoutMs`, from `localAddress` when it is of the target's family. */
+/**
+ * One TCP connect within `timeoutMs`, from `localAddress` when it is of the target's family.
+ * The deadline is a Deadline: a connect that completed while the loop stalled is not a timeout.
+ */
 export function connectTo(host: string, port: number, localAddress: string | undefined, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const options: net.NetConnectOpts = { host, port, allowHalfOpen: true }
     // A local address of the other family cannot be bound for this target: let the kernel pick.
     if (localAddress !== undefined && net.isIP(localAddress) === net.isIP(host)) options.localAddress = localAddress
     const socket = net.connect(options)
-    const timer = setTimeout(() => {
+    let settled = false
+    const fail = (err: Error): void => {
+      if (settled) return
+      settled = true
+      deadline.cancel()
       socket.destroy()
-      reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
-    }, timeoutMs)
+      reject(err)
+    }
+    const deadline = new Deadline(timeoutMs, () => {
+      fail(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
+    })
     socket.once('connect', () => {
-      clearTimeout(timer)
-      socket.removeListener('error', onError)
+      if (settled) return
+      settled = true
+      deadline.cancel()
       // Until its owner takes it (the other leg may still be connecting), an error on the socket
       // must not go unhandled; the owner's own listeners and 'close' tell the rest.
       socket.on('error', () => {})
       resolve(socket)
     })
-    const onError = (err: Error): void => {
-      clearTimeout(timer)
-      socket.destroy()
-      reject(err)
-    }
-    socket.once('error', onError)
+    socket.once('error', fail)
   })
 }

@@ -6,6 +6,7 @@
 import type net from 'node:net'
 import type { Logger } from 'pino'
 import { normalizeAddress } from '../net/address-policy.js'
+import { Deadline } from '../deadline.js'
 import { connectTo } from '../net/dial.js'
 import { relayLegs, resetLeg } from './data-relay.js'
 import type { PortLease } from '../net/port-pool.js'
@@ -50,7 +51,7 @@ export class DataLease {
   readonly #opts: DataLeaseOptions
   #client: net.Socket | null = null
   #upstream: net.Socket | null = null
-  #acceptTimer: NodeJS.Timeout | null
+  #acceptDeadline: Deadline | null
   #outcome: LeaseOutcome | null = null
   #cancelling: LeaseOutcome | null = null
   #direction: Direction = 'download'
@@ -85,7 +86,7 @@ export class DataLease {
     if (opts.upstream !== null) this.#adoptUpstream(opts.upstream)
     // Relay mode waits for the server to connect, the others for the client.
     const reason = opts.relay === undefined ? 'client_timeout' : 'upstream_timeout'
-    this.#acceptTimer = setTimeout(() => this.#settle({ result: 'failed', reason }), opts.acceptTimeoutMs)
+    this.#acceptDeadline = new Deadline(opts.acceptTimeoutMs, () => this.#settle({ result: 'failed', reason }))
   }
 
   // Until the client leg exists, the server leg is not read: its data waits in the kernel.
@@ -135,7 +136,7 @@ export class DataLease {
   attach(command: Command): void {
     this.#command = command
     this.#direction = transferDirection(command.verb)
-    if (this.#client !== null && this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
+    if (this.#client !== null && this.#acceptDeadline !== null) this.#acceptDeadline.cancel()
   }
 
   /** Whether a transfer runs on this lease: a client leg and its transfer command. */
@@ -227,8 +228,8 @@ export class DataLease {
       return
     }
     // Relay mode: the server connected in; now the proxy dials the client's PORT/EPRT address.
-    if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
-    this.#acceptTimer = null
+    if (this.#acceptDeadline !== null) this.#acceptDeadline.cancel()
+    this.#acceptDeadline = null
     this.#adoptUpstream(socket)
     const { host, port, localAddress, timeoutMs } = relay.client
     connectTo(host, port, localAddress, timeoutMs).then(
@@ -245,15 +246,15 @@ export class DataLease {
 
   /** Relays between the server leg and a client leg: accepted on the pool port, or dialled. */
   startRelay(socket: net.Socket): void {
-    if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
-    this.#acceptTimer = null
+    if (this.#acceptDeadline !== null) this.#acceptDeadline.cancel()
+    this.#acceptDeadline = null
     // A data connection with no transfer command to carry is given --data-accept-timeout for
     // one to come: a client that trickles bytes on it must not hold the port and the session.
     if (this.#command === null) {
-      this.#acceptTimer = setTimeout(() => {
+      this.#acceptDeadline = new Deadline(this.#opts.acceptTimeoutMs, () => {
         this.#error ??= new Error('no transfer command came for the data connection')
         this.fail('client_timeout')
-      }, this.#opts.acceptTimeoutMs)
+      })
     }
     this.#client = socket
     this.#startedAt = performance.now()
@@ -342,8 +343,8 @@ export class DataLease {
   #settle(outcome: LeaseOutcome): void {
     if (this.#outcome !== null) return
     this.#outcome = outcome
-    if (this.#acceptTimer !== null) clearTimeout(this.#acceptTimer)
-    this.#acceptTimer = null
+    if (this.#acceptDeadline !== null) this.#acceptDeadline.cancel()
+    this.#acceptDeadline = null
     if (outcome.result === 'ok') {
       // A finished transfer: the server's leg goes now; the client's gets a short grace to close
       // by itself (its FIN, or ours, is already out), then is destroyed whatever it does.
