@@ -40,6 +40,26 @@ export default [
       'promise/param-names': 'off',
     },
   },
+  // The layers' import rules (docs/architecture.md), checked on every lint.
+  {
+    files: ['src/protocol/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ regex: '^(?!\\./|\\.\\./errors\\.js$)', message: 'src/protocol is pure FTP wire code: it imports nothing but ../errors.js and itself.' }] }],
+    },
+  },
+  {
+    files: ['src/diagnose/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ regex: '^\\.\\./(proxy/|config(-types)?\\.js$)', message: 'diagnose runs without a proxy: it must not import src/proxy or the config.' }] }],
+    },
+  },
+  {
+    files: ['src/proxy/command-policy.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ regex: '^(node:)?(net|tls|dgram|timers(/promises)?)$|^pino$', message: 'The command policy is a pure function: no socket, timer or logger.' }] }],
+      'no-restricted-globals': ['error', 'setTimeout', 'setInterval', 'setImmediate', 'process'],
+    },
+  },
   {
     // tap's t.test() returns a promise that tap itself awaits: not a floating one.
     files: ['test/**/*.ts'],

@@ -78,7 +78,7 @@ async function runProxy(argv: string[]): Promise<number> {
       if (stopping) {
         // A second signal: close what is left now.
         logger.info({ signal }, 'second signal: closing every session now')
-        proxy.hurry()
+        proxy.endGraceNow()
         return
       }
       stopping = true

@@ -37,6 +37,14 @@ export class LineFramer {
     return this.#pendingBytes
   }
 
+  /** Takes the bytes of the unfinished line, leaving the framer empty. */
+  takePending(): Buffer {
+    const pending = Buffer.concat(this.#parts)
+    this.#parts = []
+    this.#pendingBytes = 0
+    return pending
+  }
+
   /**
    * Feeds a chunk; returns the complete lines it finishes, in order.
    * Throws LineTooLongError once a line exceeds the limit, carrying the complete lines framed

@@ -2,6 +2,7 @@
 // by itself (allowHalfOpen), a broken leg turned into a reset of the other, never into a FIN.
 
 import type net from 'node:net'
+import { watchSendQueue } from '../net/send-queue.js'
 
 export interface RelayHooks {
   /** A leg reported an error (recorded by the owner; the legs' 'close' tells the rest). */
@@ -63,4 +64,38 @@ export function resetLeg(socket: net.Socket): void {
   // never closes the handle, so 'close' would never come. Such a leg has nothing to cut.
   if (socket.writableEnded) socket.destroy()
   else socket.resetAndDestroy()
+}
+
+/**
+ * A finished transfer's client leg: our FIN goes after the data, and the descriptor is closed
+ * once both are handed to the kernel (or `closeTimeoutMs` later), whether or not the client ever
+ * closes its side (a client that keeps its data sockets would otherwise hold a descriptor each).
+ * Closing does not cut what the kernel still holds: it goes on sending it (no SO_LINGER). The
+ * promise resolves once that tail has left the send queue, or the queue has not shrunk for
+ * `giveUpMs`.
+ */
+export function closeAfterTail(client: net.Socket, closeTimeoutMs: number, giveUpMs: number): Promise<void> {
+  const ports = { localPort: client.localPort ?? 0, remotePort: client.remotePort ?? 0 }
+  client.end()
+  if (client.writableFinished) client.destroy()
+  else {
+    const timer = setTimeout(() => client.destroy(), closeTimeoutMs)
+    client.once('finish', () => client.destroy())
+    client.once('close', () => clearTimeout(timer))
+  }
+  let lastQueued = Number.POSITIVE_INFINITY
+  let movedAt = performance.now()
+  return new Promise((resolve) => {
+    const stop = watchSendQueue(ports, (queued) => {
+      const now = performance.now()
+      if (queued !== null && queued > 0 && queued < lastQueued) {
+        lastQueued = queued
+        movedAt = now
+      }
+      if (queued === null || queued === 0 || now - movedAt >= giveUpMs) {
+        stop()
+        resolve()
+      }
+    })
+  })
 }

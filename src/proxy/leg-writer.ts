@@ -6,15 +6,22 @@ import type { Duplex } from 'node:stream'
 
 export class LegWriter {
   readonly #stream: Duplex
+  readonly #onDrain: () => void
   #backedUp = false
 
   /** `onDrain` is called when a backed-up leg takes bytes again. */
   constructor(stream: Duplex, onDrain: () => void) {
     this.#stream = stream
-    stream.on('drain', () => {
+    this.#onDrain = () => {
       this.#backedUp = false
       onDrain()
-    })
+    }
+    stream.on('drain', this.#onDrain)
+  }
+
+  /** Stops reporting drains (the leg's stream was replaced). */
+  detach(): void {
+    this.#stream.off('drain', this.#onDrain)
   }
 
   /** The peer has not taken what was written: write nothing more that can wait. */

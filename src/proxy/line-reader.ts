@@ -29,6 +29,16 @@ export class LineReader {
     this.#pending.length = 0
   }
 
+  /**
+   * Takes every byte received and not yet returned as a line (an unfinished line first), in
+   * the order received, leaving the reader empty: what a swapped leg carries over.
+   */
+  takeUnread(): Buffer {
+    const unread = Buffer.concat([this.#framer.takePending(), ...this.#pending])
+    this.#pending.length = 0
+    return unread
+  }
+
   /** The next complete line, or null. Throws LineTooLongError past the limit. */
   next(): Buffer | null {
     while (this.#pending.length > 0) {

@@ -13,14 +13,15 @@ import { logSafe, transferDirection, type ActiveTarget, type Command } from '../
 import { lineText } from '../protocol/line-framer.js'
 import { format227, format229, parsePassiveReply } from '../protocol/replies.js'
 import { hintFor } from './hints.js'
+import { LeaseCaps } from './lease-caps.js'
 import type { FailureReason, LeaseOutcome } from './outcomes.js'
 import type { PassiveRequest } from './reply-order.js'
 import type { SessionContext, SessionEndpoints } from './session-context.js'
 import { DataLease, type DataLeaseOptions } from './transfer.js'
 
 export interface DataSetupsOptions {
-  readonly ctx: SessionContext
-  readonly ep: SessionEndpoints
+  readonly shared: SessionContext
+  readonly endpoints: SessionEndpoints
   readonly log: Logger
   /** The session has closed: a setup that finishes now is abandoned. */
   readonly isClosed: () => boolean
@@ -35,13 +36,13 @@ export class DataSetups {
   readonly #leases = new Set<DataLease>()
   /** The passive lease waiting for its transfer command (replaced by the next passive reply). */
   #pending: DataLease | null = null
-  /** Leases held, and being set up (--max-leases-per-session). */
-  #leaseCount = 0
+  readonly #caps: LeaseCaps
   /** Finished transfers whose client leg still carries their last bytes (see DataLease.lingering). */
   #lingering = 0
 
   constructor(opts: DataSetupsOptions) {
     this.#opts = opts
+    this.#caps = new LeaseCaps(opts.shared, opts.endpoints)
   }
 
   /** Whether a lease waits for a transfer command. */
@@ -80,34 +81,34 @@ export class DataSetups {
    * it with PORT/EPRT naming the proxy, and the client dialled once the server has connected.
    */
   async relayActive(command: Command, target: ActiveTarget): Promise<{ readonly lease: DataLease; readonly send: Buffer } | { readonly reply: string } | null> {
-    const config = this.#opts.ctx.config()
+    const config = this.#opts.shared.config()
     if (this.#pending !== null && !this.#pending.claimed) this.#pending.cancel('replaced')
-    const limited = this.#takeLeaseSlot()
+    const limited = this.#caps.take()
     if (limited !== null) {
       this.#failed('lease_limit', {})
       return { reply: `425 Can't open data connection: ${limited}.` }
     }
     let portLease: PortLease
     try {
-      portLease = await this.#opts.ctx.pool.lease(this.#opts.ep.upstreamLocalAddress)
+      portLease = await this.#opts.shared.pool.lease(this.#opts.endpoints.upstreamLocalAddress)
     } catch (err) {
-      this.#giveLeaseSlot()
+      this.#caps.give()
       if (!(err instanceof ProxyError && err.code === 'POOL_EXHAUSTED')) throw err
       this.#failed('pool_exhausted', {})
       return { reply: "425 Can't open data connection: every port of the proxy's pool is in use." }
     }
     if (this.#opts.isClosed()) {
-      this.#giveLeaseSlot()
+      this.#caps.give()
       portLease.release()
       return null
     }
     const lease = this.#newLease(portLease, null, {
-      serverAddress: this.#opts.ep.upstreamAddress,
-      client: { host: target.host, port: target.port, localAddress: this.#opts.ep.localAddress, timeoutMs: config.connectTimeoutMs },
+      serverAddress: this.#opts.endpoints.upstreamAddress,
+      client: { host: target.host, port: target.port, localAddress: this.#opts.endpoints.localAddress, timeoutMs: config.connectTimeoutMs },
     })
-    const own = this.#opts.ep.upstreamLocalAddress
+    const own = this.#opts.endpoints.upstreamLocalAddress
     const toServer =
-      this.#opts.ep.upstreamFamily === 4
+      this.#opts.endpoints.upstreamFamily === 4
         ? `PORT ${own.split('.').join(',')},${lease.port >> 8},${lease.port & 255}`
         : `EPRT |2|${own}|${lease.port}|`
     this.#opts.log.info({ lease: lease.id, cmd: logSafe(command), toServer, activeTarget: `${target.host}:${target.port}` }, 'active mode relayed')
@@ -127,48 +128,24 @@ export class DataSetups {
     return [Buffer.from('426 Connection closed; transfer aborted: the data connection to the client failed.\r\n')]
   }
 
-  /** Takes a place for a lease under both caps, or says which cap is full. */
-  #takeLeaseSlot(): string | null {
-    const config = this.#opts.ctx.config()
-    if (this.#leaseCount >= config.maxLeasesPerSession) {
-      return `this session already holds ${config.maxLeasesPerSession} data connections (--max-leases-per-session)`
-    }
-    const key = this.#opts.ep.clientKey
-    const held = this.#opts.ctx.clientLeases.get(key) ?? 0
-    if (held >= config.maxLeasesPerClient) {
-      return `your address already holds ${config.maxLeasesPerClient} data connections (--max-leases-per-client)`
-    }
-    this.#leaseCount++
-    this.#opts.ctx.clientLeases.set(key, held + 1)
-    return null
-  }
-
-  #giveLeaseSlot(): void {
-    this.#leaseCount--
-    const key = this.#opts.ep.clientKey
-    const n = (this.#opts.ctx.clientLeases.get(key) ?? 1) - 1
-    if (n <= 0) this.#opts.ctx.clientLeases.delete(key)
-    else this.#opts.ctx.clientLeases.set(key, n)
-  }
-
   /** Counts and logs a data connection that failed before it had a lease. */
   #failed(reason: FailureReason, fields: object): void {
-    this.#opts.ctx.metrics.leaseEnded({ result: 'failed', reason })
-    this.#opts.log.warn({ reason, hint: hintFor(reason, null, null, this.#opts.ep.upstreamAddress), ...fields }, 'data connection failed')
+    this.#opts.shared.metrics.leaseEnded({ result: 'failed', reason })
+    this.#opts.log.warn({ reason, hint: hintFor(reason, null, null, this.#opts.endpoints.upstreamAddress), ...fields }, 'data connection failed')
   }
 
   #newLease(port: PortLease | null, upstream: Socket | null, relay?: DataLeaseOptions['relay']): DataLease {
-    const config = this.#opts.ctx.config()
+    const config = this.#opts.shared.config()
     const lease = new DataLease({
-      id: this.#opts.ctx.nextLeaseId(),
+      id: this.#opts.shared.nextLeaseId(),
       port,
       upstream,
       ...(relay === undefined ? {} : { relay }),
-      clientAddress: this.#opts.ep.clientAddress,
+      clientAddress: this.#opts.endpoints.clientAddress,
       acceptTimeoutMs: config.dataAcceptTimeoutMs,
       dataIdleTimeoutMs: config.dataIdleTimeoutMs,
       closeTimeoutMs: config.closeTimeoutMs,
-      metrics: this.#opts.ctx.metrics,
+      metrics: this.#opts.shared.metrics,
       log: this.#opts.log,
       onEnd: (l, outcome) => this.#onLeaseEnd(l, outcome),
     })
@@ -178,8 +155,8 @@ export class DataSetups {
   }
 
   async passiveReply(lines: readonly Buffer[], code: 227 | 229, asked: PassiveRequest | null): Promise<readonly Buffer[]> {
-    const config = this.#opts.ctx.config()
-    const metrics = this.#opts.ctx.metrics
+    const config = this.#opts.shared.config()
+    const metrics = this.#opts.shared.metrics
     // Answer in the form the client asked for: curl, ftplib and basic-ftp reject a 227 after
     // EPSV and a 229 after PASV, whatever the server sent.
     const form: 227 | 229 | 'active' = asked?.form ?? code
@@ -194,13 +171,13 @@ export class DataSetups {
     }
     const advertisedClass = endpoint.host === null ? null : addressClass(endpoint.host)
     if (endpoint.host !== null && advertisedClass !== null) {
-      metrics.advertised(advertisedClass, endpoint.host === this.#opts.ep.upstreamAddress)
+      metrics.advertised(advertisedClass, endpoint.host === this.#opts.endpoints.upstreamAddress)
     }
     // A new passive request replaces the previous one that no client has used.
     if (this.#pending !== null && !this.#pending.claimed) this.#pending.cancel('replaced')
     this.#pending = null
 
-    const advertise = config.advertiseAddress === 'auto' ? this.#opts.ep.localAddress : config.advertiseAddress
+    const advertise = config.advertiseAddress === 'auto' ? this.#opts.endpoints.localAddress : config.advertiseAddress
     if (form === 227 && !isIPv4(advertise)) {
       // RFC 959's 227 carries IPv4 only: an IPv6 client gets a 227 only when an IPv4 advertise
       // address is configured.
@@ -215,7 +192,7 @@ export class DataSetups {
           fromServer: serverText,
           advertised,
           advertisedClass,
-          hint: hintFor(reason, endpoint.host, advertisedClass, this.#opts.ep.upstreamAddress),
+          hint: hintFor(reason, endpoint.host, advertisedClass, this.#opts.endpoints.upstreamAddress),
           ...extra,
         },
         'data connection failed',
@@ -226,10 +203,10 @@ export class DataSetups {
     const targets = dataTargets(
       { mode: config.upstreamDataAddress, networks: config.upstreamDataNetworks, lowPorts: config.upstreamDataLowPorts },
       endpoint,
-      this.#opts.ep.upstreamAddress,
-      this.#opts.ep.upstreamLocalAddress,
-      this.#opts.ctx.dataMemory.lastAnswered,
-      this.#opts.ctx.ownAddresses(),
+      this.#opts.endpoints.upstreamAddress,
+      this.#opts.endpoints.upstreamLocalAddress,
+      this.#opts.shared.dataMemory.lastAnswered,
+      this.#opts.shared.ownAddresses(),
     )
     if (targets.candidates.length === 0) {
       return fail(
@@ -238,15 +215,15 @@ export class DataSetups {
         { refused: targets.refused },
       )
     }
-    const limited = this.#takeLeaseSlot()
+    const limited = this.#caps.take()
     if (limited !== null) return fail('lease_limit', limited, {})
     // Active mode toward the client needs no pool port: the proxy dials the client.
     let portLease: PortLease | null = null
     if (form !== 'active') {
       try {
-        portLease = await this.#opts.ctx.pool.lease(this.#opts.ep.localAddress)
+        portLease = await this.#opts.shared.pool.lease(this.#opts.endpoints.localAddress)
       } catch (err) {
-        this.#giveLeaseSlot()
+        this.#caps.give()
         if (err instanceof ProxyError && err.code === 'POOL_EXHAUSTED') {
           return fail('pool_exhausted', 'every passive port of the proxy is in use', {})
         }
@@ -256,13 +233,13 @@ export class DataSetups {
     const abandon = (...sockets: Array<Socket | null>): readonly Buffer[] => {
       for (const s of sockets) s?.destroy()
       portLease?.release()
-      this.#giveLeaseSlot()
+      this.#caps.give()
       return []
     }
     if (this.#opts.isClosed()) return abandon()
     let dialled
     try {
-      dialled = await dialFirst(targets.candidates, endpoint.port, this.#opts.ep.upstreamLocalAddress, config.connectTimeoutMs)
+      dialled = await dialFirst(targets.candidates, endpoint.port, this.#opts.endpoints.upstreamLocalAddress, config.connectTimeoutMs)
     } catch (err) {
       abandon()
       if (!(err instanceof DialError)) throw err
@@ -278,14 +255,14 @@ export class DataSetups {
       }
       return fail(`upstream_${err.reason}`, `the FTP server's data port did not answer (${tried})`, { targets: err.attempts, refused: targets.refused })
     }
-    this.#opts.ctx.dataMemory.lastAnswered = dialled.candidate.host
+    this.#opts.shared.dataMemory.lastAnswered = dialled.candidate.host
     metrics.dataTargets.inc({ target: dialled.candidate.kind })
     metrics.dataConnectSeconds.observe((dialled.attempts[dialled.attempts.length - 1]?.ms ?? 0) / 1000)
     let clientLeg: Socket | null = null
     if (form === 'active' && asked?.active != null) {
       const target = asked.active
       try {
-        clientLeg = await connectTo(target.host, target.port, this.#opts.ep.localAddress, config.connectTimeoutMs)
+        clientLeg = await connectTo(target.host, target.port, this.#opts.endpoints.localAddress, config.connectTimeoutMs)
       } catch (err) {
         abandon(dialled.socket)
         const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message
@@ -323,7 +300,7 @@ export class DataSetups {
 
   #onLeaseEnd(lease: DataLease, outcome: LeaseOutcome): void {
     this.#leases.delete(lease)
-    this.#giveLeaseSlot()
+    this.#caps.give()
     if (this.#pending === lease) this.#pending = null
     const lingering = lease.lingering
     if (lingering !== null) {
@@ -352,7 +329,7 @@ export class DataSetups {
       error: lease.error?.message,
     }
     if (outcome.result === 'failed') {
-      this.#opts.log.warn({ ...fields, hint: hintFor(outcome.reason, null, null, this.#opts.ep.upstreamAddress) }, 'data connection failed')
+      this.#opts.log.warn({ ...fields, hint: hintFor(outcome.reason, null, null, this.#opts.endpoints.upstreamAddress) }, 'data connection failed')
     } else {
       this.#opts.log.info(fields, 'transfer finished')
     }

@@ -226,15 +226,16 @@ export class ProxyServer {
     })
   }
 
+  /** Ends the grace of a running close() now (a second signal). */
+  endGraceNow(): void {
+    this.#deadline = 0
+  }
+
   /**
    * Stops accepting, lets running transfers finish within `graceMs`, then closes what is left.
    * Sessions with no transfer running are closed at once with a 421.
    * Resolves with the number of sessions cut at the end of the grace.
    */
-  /** Ends the grace of a running close() now (a second signal). */
-  hurry(): void {
-    this.#deadline = 0
-  }
 
   async close(graceMs: number): Promise<number> {
     this.#closing = true

@@ -8,9 +8,9 @@ import type { Logger } from 'pino'
 import { normalizeAddress } from '../net/address-policy.js'
 import { Deadline } from '../deadline.js'
 import { connectTo } from '../net/dial.js'
-import { relayLegs, resetLeg } from './data-relay.js'
+import { closeAfterTail, relayLegs, resetLeg } from './data-relay.js'
+import { DataMeter } from './data-meter.js'
 import type { PortLease } from '../net/port-pool.js'
-import { watchSendQueue } from '../net/send-queue.js'
 import type { ProxyMetrics } from '../observe/metrics.js'
 import type { Direction, FailureReason, LeaseOutcome } from './outcomes.js'
 import { transferDirection, type Command } from '../protocol/commands.js'
@@ -51,14 +51,14 @@ export class DataLease {
   readonly #opts: DataLeaseOptions
   #client: net.Socket | null = null
   #upstream: net.Socket | null = null
+  /** --data-accept-timeout: for the client (or the server, in relay mode), then for a transfer command. */
   #acceptDeadline: Deadline | null
   #outcome: LeaseOutcome | null = null
-  #cancelling: LeaseOutcome | null = null
+  /** Cancelled or failed with legs still open: the outcome once they have closed. */
+  #ending: LeaseOutcome | null = null
   #direction: Direction = 'download'
   #command: Command | null = null
   #transferOk = false
-  #bytesTimer: NodeJS.Timeout | null = null
-  #counted = { download: 0, upload: 0 }
   #startedAt = 0
   #closedLegs = 0
   #error: Error | null = null
@@ -67,14 +67,21 @@ export class DataLease {
   #replyPassed = false
   #lingering: Promise<void> | null = null
   #foreignLogged = false
-  /** Bytes moved on both legs at the last check, and when that count last changed. */
-  #moved = 0
-  #movedAt = 0
+  readonly #meter: DataMeter
 
   constructor(opts: DataLeaseOptions) {
     this.id = opts.id
     this.port = opts.port?.port ?? 0
     this.#opts = opts
+    this.#meter = new DataMeter(() => ({ client: this.#client, upstream: this.#upstream }), {
+      metrics: opts.metrics,
+      idleTimeoutMs: opts.dataIdleTimeoutMs,
+      onIdle: () => {
+        opts.log.info({ lease: this.id, idleSeconds: opts.dataIdleTimeoutMs / 1000 }, 'data connection idle; closing')
+        this.#error ??= new Error(`no data moved for ${opts.dataIdleTimeoutMs / 1000} s`)
+        this.fail('data_idle')
+      },
+    })
     opts.port?.accept(
       (socket) => this.#onConnection(socket),
       // A listener error after bind (rare: EMFILE on accept) ends the lease; nothing to relay.
@@ -120,7 +127,7 @@ export class DataLease {
   }
 
   get bytes(): { download: number; upload: number } {
-    return { download: this.#upstream?.bytesRead ?? 0, upload: this.#client?.bytesRead ?? 0 }
+    return this.#meter.bytes
   }
 
   get seconds(): number {
@@ -136,7 +143,7 @@ export class DataLease {
   attach(command: Command): void {
     this.#command = command
     this.#direction = transferDirection(command.verb)
-    if (this.#client !== null && this.#acceptDeadline !== null) this.#acceptDeadline.cancel()
+    if (this.#client !== null) this.#acceptDeadline?.cancel()
   }
 
   /** Whether a transfer runs on this lease: a client leg and its transfer command. */
@@ -162,7 +169,7 @@ export class DataLease {
    */
   transferSucceeded(): void {
     this.#transferOk = true
-    if (this.#closedLegs >= 2 && this.#error === null && this.#cancelling === null) this.#settle({ result: 'ok' })
+    if (this.#closedLegs >= 2 && this.#error === null && this.#ending === null) this.#settle({ result: 'ok' })
   }
 
   /**
@@ -176,33 +183,26 @@ export class DataLease {
   }
 
   #completeIfDone(): void {
-    if (!this.#replyPassed || !this.#transferOk || this.#error !== null || this.#cancelling !== null) return
+    if (!this.#replyPassed || !this.#transferOk || this.#error !== null || this.#ending !== null) return
     if (this.#dataLegFinished()) this.#settle({ result: 'ok' })
   }
 
   /** Ends the lease now with a cancel reason (replaced, aborted, refused, closed), closing both legs. */
   cancel(reason: 'replaced' | 'aborted' | 'refused' | 'closed'): void {
-    if (this.#outcome !== null || this.#cancelling !== null) return
-    const outcome: LeaseOutcome = { result: 'cancelled', reason }
-    if (this.#client === null || this.#closedLegs >= 2) {
-      this.#settle(outcome)
-      return
-    }
-    // Settled when both legs have closed, so the port is free only once the sockets are. A
-    // reset, not a FIN: a server must never take a cancelled upload as complete (ABOR included).
-    this.#cancelling = outcome
-    resetLeg(this.#client)
-    if (this.#upstream !== null) resetLeg(this.#upstream)
+    this.#endWith({ result: 'cancelled', reason })
   }
 
   /** Ends a relay that broke (the server reported a failed transfer while a leg was open). */
   fail(reason: FailureReason): void {
-    if (this.#outcome !== null || this.#cancelling !== null) return
-    if (this.#client === null || this.#closedLegs >= 2) {
-      this.#settle({ result: 'failed', reason })
-      return
-    }
-    this.#cancelling = { result: 'failed', reason }
+    this.#endWith({ result: 'failed', reason })
+  }
+
+  #endWith(outcome: LeaseOutcome): void {
+    if (this.#outcome !== null || this.#ending !== null) return
+    if (this.#client === null || this.#closedLegs >= 2) return this.#settle(outcome)
+    // Settled when both legs have closed, so the port is free only once the sockets are. A
+    // reset, not a FIN: a server must never take a cancelled upload as complete (ABOR included).
+    this.#ending = outcome
     resetLeg(this.#client)
     if (this.#upstream !== null) resetLeg(this.#upstream)
   }
@@ -228,13 +228,12 @@ export class DataLease {
       return
     }
     // Relay mode: the server connected in; now the proxy dials the client's PORT/EPRT address.
-    if (this.#acceptDeadline !== null) this.#acceptDeadline.cancel()
-    this.#acceptDeadline = null
+    this.#acceptDeadline?.cancel()
     this.#adoptUpstream(socket)
     const { host, port, localAddress, timeoutMs } = relay.client
     connectTo(host, port, localAddress, timeoutMs).then(
       (client) => {
-        if (this.#outcome !== null || this.#cancelling !== null) client.destroy()
+        if (this.#outcome !== null || this.#ending !== null) client.destroy()
         else this.startRelay(client)
       },
       (err: Error) => {
@@ -246,8 +245,7 @@ export class DataLease {
 
   /** Relays between the server leg and a client leg: accepted on the pool port, or dialled. */
   startRelay(socket: net.Socket): void {
-    if (this.#acceptDeadline !== null) this.#acceptDeadline.cancel()
-    this.#acceptDeadline = null
+    this.#acceptDeadline?.cancel()
     // A data connection with no transfer command to carry is given --data-accept-timeout for
     // one to come: a client that trickles bytes on it must not hold the port and the session.
     if (this.#command === null) {
@@ -258,10 +256,7 @@ export class DataLease {
     }
     this.#client = socket
     this.#startedAt = performance.now()
-    this.#movedAt = this.#startedAt
-    const client = socket
-    const upstream = this.#upstream as net.Socket
-    relayLegs(client, upstream, {
+    relayLegs(socket, this.#upstream as net.Socket, {
       onError: (err) => {
         this.#error ??= err
       },
@@ -269,42 +264,8 @@ export class DataLease {
       onClosed: () => this.#onLegClosed(),
       onFinish: () => this.#onFinish(),
     })
-    // Bytes are counted while they flow, once a second, so a long transfer shows as throughput
-    // rather than one step at its end; socket.bytesRead costs nothing on the data path.
-    this.#bytesTimer = setInterval(() => {
-      this.#countBytes()
-      this.#checkIdle()
-    }, 1000)
-    this.#bytesTimer.unref()
-    client.resume()
-  }
-
-  #countBytes(): void {
-    const { download, upload } = this.bytes
-    this.#opts.metrics.dataBytes.inc({ direction: 'download' }, download - this.#counted.download)
-    this.#opts.metrics.dataBytes.inc({ direction: 'upload' }, upload - this.#counted.upload)
-    this.#counted = { download, upload }
-  }
-
-  /**
-   * --data-idle-timeout: no byte moved on either leg (a peer that neither sends nor reads, a dead
-   * path), or the data is relayed and the server's final reply does not come. Bytes handed to
-   * the kernel count as moved: a slow reader that drains its window keeps the relay alive.
-   */
-  #checkIdle(): void {
-    const c = this.#client
-    const u = this.#upstream
-    const moved = (c?.bytesRead ?? 0) + (c?.bytesWritten ?? 0) + (u?.bytesRead ?? 0) + (u?.bytesWritten ?? 0)
-    const now = performance.now()
-    if (moved !== this.#moved) {
-      this.#moved = moved
-      this.#movedAt = now
-      return
-    }
-    if (now - this.#movedAt < this.#opts.dataIdleTimeoutMs) return
-    this.#opts.log.info({ lease: this.id, idleSeconds: this.#opts.dataIdleTimeoutMs / 1000 }, 'data connection idle; closing')
-    this.#error ??= new Error(`no data moved for ${this.#opts.dataIdleTimeoutMs / 1000} s`)
-    this.fail('data_idle')
+    this.#meter.start()
+    socket.resume()
   }
 
   // Called when either leg has been handed its last byte and our FIN.
@@ -323,13 +284,11 @@ export class DataLease {
     this.#closedLegs++
     if (this.#client === null) {
       // The server closed its leg before any client came: nothing can be relayed.
-      if (this.#outcome === null && this.#cancelling === null) {
-        this.#settle({ result: 'failed', reason: 'reset' })
-      }
+      if (this.#outcome === null && this.#ending === null) this.#settle({ result: 'failed', reason: 'reset' })
       return
     }
     if (this.#closedLegs < 2) return
-    if (this.#cancelling !== null) this.#settle(this.#cancelling)
+    if (this.#ending !== null) this.#settle(this.#ending)
     else if (this.#error !== null) this.#settle({ result: 'failed', reason: 'reset' })
     // With a transfer command, the server's final reply decides (transferSucceeded or fail).
     else if (this.#command === null || this.#transferOk) this.#settle({ result: 'ok' })
@@ -343,14 +302,17 @@ export class DataLease {
   #settle(outcome: LeaseOutcome): void {
     if (this.#outcome !== null) return
     this.#outcome = outcome
-    if (this.#acceptDeadline !== null) this.#acceptDeadline.cancel()
-    this.#acceptDeadline = null
+    this.#acceptDeadline?.cancel()
     if (outcome.result === 'ok') {
       // A finished transfer: the server's leg goes now; the client's gets a short grace to close
       // by itself (its FIN, or ours, is already out), then is destroyed whatever it does.
       this.#upstream?.destroy()
-      const client = this.#client
-      if (client !== null && !client.destroyed) this.#closeFinished(client)
+      // While the kernel still delivers the tail, `lingering` says so: the idle clock waits.
+      if (this.#client !== null && !this.#client.destroyed) {
+        this.#lingering = closeAfterTail(this.#client, this.#opts.closeTimeoutMs, this.#opts.dataIdleTimeoutMs).then(() => {
+          this.#lingering = null
+        })
+      }
     } else {
       // Anything else is not a complete transfer: a reset on every leg still open.
       if (this.#client !== null) resetLeg(this.#client)
@@ -358,49 +320,14 @@ export class DataLease {
     }
     this.#opts.port?.release()
     if (this.#client !== null) {
-      this.#countBytes()
+      this.#meter.count()
       this.#opts.metrics.dataTransferSeconds.observe(this.seconds)
     }
-    if (this.#bytesTimer !== null) clearInterval(this.#bytesTimer)
+    this.#meter.stop()
     const result = this.#drainResultAtEnd()
     for (const w of this.#drainWaiters.splice(0)) w(result)
     this.#opts.metrics.leaseEnded(outcome)
     this.#opts.onEnd(this, outcome)
-  }
-
-  /**
-   * A finished transfer's client leg: our FIN goes after the data, and the descriptor is closed
-   * once both are handed to the kernel, whether or not the client ever closes its side (a client
-   * that keeps its data sockets would otherwise hold a descriptor each). Closing does not cut
-   * what the kernel still holds: it goes on sending it (no SO_LINGER). While it does (a slow
-   * reader, a large tail), `lingering` says so, so that the session's idle clock waits; a queue
-   * that does not shrink for --data-idle-timeout is given up on.
-   */
-  #closeFinished(client: net.Socket): void {
-    const ports = { localPort: client.localPort ?? 0, remotePort: client.remotePort ?? 0 }
-    client.end()
-    if (client.writableFinished) client.destroy()
-    else {
-      const timer = setTimeout(() => client.destroy(), this.#opts.closeTimeoutMs)
-      client.once('finish', () => client.destroy())
-      client.once('close', () => clearTimeout(timer))
-    }
-    let lastQueued = Number.POSITIVE_INFINITY
-    let movedAt = performance.now()
-    this.#lingering = new Promise((resolve) => {
-      const stop = watchSendQueue(ports, (queued) => {
-        const now = performance.now()
-        if (queued !== null && queued > 0 && queued < lastQueued) {
-          lastQueued = queued
-          movedAt = now
-        }
-        if (queued === null || queued === 0 || now - movedAt >= this.#opts.dataIdleTimeoutMs) {
-          stop()
-          this.#lingering = null
-          resolve()
-        }
-      })
-    })
   }
 
   /**
