@@ -6,16 +6,11 @@
 import type { Socket } from 'node:net'
 import { BadPassiveReplyError } from '../errors.js'
 import { addressClass, normalizeAddress, type DataCandidate } from '../net/address-policy.js'
-import { LineFramer } from '../protocol/line-framer.js'
-import { parsePassiveReply, replyText, ReplyAssembler, type PassiveEndpoint, type Reply } from '../protocol/replies.js'
+import { parsePassiveReply, replyText, type PassiveEndpoint, type Reply } from '../protocol/replies.js'
 import { connectTo } from '../net/dial.js'
+import { FtpControl } from '../net/ftp-control.js'
 import type { DiagnoseOptions } from './args.js'
 import type { ControlFindings, Findings, Listing, LoginFindings, PassiveFindings, Probe } from './report.js'
-
-// RFC 959 puts no bound on a line; these are the proxy's defaults (config.ts maxLineBytes,
-// control-session.ts MAX_REPLY_BYTES), far above any real reply.
-const MAX_LINE_BYTES = 8192
-const MAX_REPLY_BYTES = 64 * 1024
 
 /** Runs the whole conversation. Never throws for anything the server or the network does. */
 export async function gatherFindings(options: DiagnoseOptions): Promise<Findings> {
@@ -30,9 +25,9 @@ export async function gatherFindings(options: DiagnoseOptions): Promise<Findings
   })
 
   const started = performance.now()
-  let control: Control
+  let control: FtpControl
   try {
-    control = await Control.open(options.host, options.port, options.timeoutMs)
+    control = await FtpControl.open(options.host, options.port, { timeoutMs: options.timeoutMs })
   } catch (err) {
     return findings({ ok: false, peer: null, ms: since(started), greeting: null, error: connectErrorText(err) })
   }
@@ -64,7 +59,7 @@ function notSent(command: 'PASV' | 'EPSV'): PassiveFindings {
   return { command, status: 'not_sent', reply: null, code: null, advertised: null, class: null, matchesControl: null, probes: [] }
 }
 
-async function logIn(control: Control, greeting: Reply, options: DiagnoseOptions): Promise<LoginFindings> {
+async function logIn(control: FtpControl, greeting: Reply, options: DiagnoseOptions): Promise<LoginFindings> {
   const base = { user: options.user, ok: false }
   // RFC 959 4.2: 120 means "ready in nnn minutes", a 220 follows; anything else refuses the session.
   if (greeting.code !== 220) return { ...base, reply: replyText(greeting) }
@@ -77,7 +72,7 @@ async function logIn(control: Control, greeting: Reply, options: DiagnoseOptions
   }
 }
 
-async function passive(control: Control, command: 'PASV' | 'EPSV', options: DiagnoseOptions): Promise<PassiveFindings> {
+async function passive(control: FtpControl, command: 'PASV' | 'EPSV', options: DiagnoseOptions): Promise<PassiveFindings> {
   const empty = notSent(command)
   let reply: Reply
   try {
@@ -146,7 +141,7 @@ function probeOrder(advertised: string | null, peer: string): DataCandidate[] {
 }
 
 /** Dials one candidate and, when it answers, lists the directory over that connection. */
-async function probe(control: Control, candidate: DataCandidate, port: number, options: DiagnoseOptions): Promise<Probe> {
+async function probe(control: FtpControl, candidate: DataCandidate, port: number, options: DiagnoseOptions): Promise<Probe> {
   const started = performance.now()
   let socket: Socket
   try {
@@ -161,7 +156,7 @@ async function probe(control: Control, candidate: DataCandidate, port: number, o
 }
 
 /** LIST over a connected data socket: a 1xx, then both the data EOF and the final 226/250. */
-async function list(control: Control, data: Socket, options: DiagnoseOptions): Promise<Listing> {
+async function list(control: FtpControl, data: Socket, options: DiagnoseOptions): Promise<Listing> {
   const started = performance.now()
   const received = readToEnd(data, options.timeoutMs)
   const failed = (reply: Reply | null, error: string): Listing => {
@@ -213,103 +208,6 @@ function readToEnd(socket: Socket, timeoutMs: number): Promise<Received> {
       resolve(got)
     })
   })
-}
-
-/**
- * One FTP control connection: commands out, assembled replies in (LineFramer and
- * ReplyAssembler, as the proxy reads a server). A reply that does not come within the timeout,
- * or a closed connection, fails every later read: the conversation can no longer be trusted.
- */
-class Control {
-  readonly #socket: Socket
-  readonly #timeoutMs: number
-  readonly #framer = new LineFramer({ maxLineBytes: MAX_LINE_BYTES })
-  readonly #assembler = new ReplyAssembler(MAX_REPLY_BYTES)
-  readonly #replies: Reply[] = []
-  #waiter: { resolve: (reply: Reply) => void; reject: (err: Error) => void } | null = null
-  #failure: Error | null = null
-  readonly peer: string
-  readonly localAddress: string | undefined
-
-  private constructor(socket: Socket, timeoutMs: number) {
-    this.#socket = socket
-    this.#timeoutMs = timeoutMs
-    this.peer = normalizeAddress(socket.remoteAddress ?? '')
-    this.localAddress = socket.localAddress
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
-    // connectTo opens sockets with allowHalfOpen: the server's FIN ends the conversation.
-    socket.on('end', () => socket.destroy())
-    socket.on('error', (err) => this.#fail(err))
-    socket.on('close', () => this.#fail(new Error('the server closed the control connection')))
-  }
-
-  static async open(host: string, port: number, timeoutMs: number): Promise<Control> {
-    return new Control(await connectTo(host, port, undefined, timeoutMs), timeoutMs)
-  }
-
-  command(line: string): Promise<Reply> {
-    if (this.#failure === null) this.#socket.write(`${line}\r\n`)
-    return this.read()
-  }
-
-  read(): Promise<Reply> {
-    const reply = this.#replies.shift()
-    if (reply !== undefined) return Promise.resolve(reply)
-    if (this.#failure !== null) return Promise.reject(this.#failure)
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.#fail(new Error(`no reply within ${this.#timeoutMs} ms`)), this.#timeoutMs)
-      this.#waiter = {
-        resolve: (r) => {
-          clearTimeout(timer)
-          resolve(r)
-        },
-        reject: (err) => {
-          clearTimeout(timer)
-          reject(err)
-        },
-      }
-    })
-  }
-
-  /** Says QUIT while the conversation still works (the server then ends the session cleanly), then closes. */
-  async quit(): Promise<void> {
-    if (this.#failure === null) {
-      try {
-        await this.command('QUIT')
-      } catch {
-        // Closing anyway; the findings are already complete.
-      }
-    }
-    this.close()
-  }
-
-  close(): void {
-    this.#socket.destroy()
-  }
-
-  #onData(chunk: Buffer): void {
-    try {
-      for (const line of this.#framer.push(chunk)) {
-        const reply = this.#assembler.push(line)
-        // A line outside any reply (no code) answers nothing; skip it.
-        if (reply === null || reply.code === null) continue
-        const waiter = this.#waiter
-        this.#waiter = null
-        if (waiter === null) this.#replies.push(reply)
-        else waiter.resolve(reply)
-      }
-    } catch (err) {
-      this.#fail(err as Error)
-    }
-  }
-
-  #fail(err: Error): void {
-    this.#failure ??= err
-    const waiter = this.#waiter
-    this.#waiter = null
-    waiter?.reject(this.#failure)
-    this.#socket.destroy()
-  }
 }
 
 /** A connect failure as its Node error code (ECONNREFUSED, ETIMEDOUT, ...). */
