@@ -12,6 +12,15 @@ export type UpstreamDataAddress = 'auto' | 'advertised' | 'control'
 /** What a client's PORT/EPRT becomes: passive toward the server, relayed, or refused. */
 export type ActiveMode = 'passive' | 'relay' | 'deny'
 
+/** TLS toward clients (--client-tls). */
+export type ClientTlsMode = 'off' | 'optional' | 'required'
+
+/** TLS toward the server (--upstream-tls): when the client uses it, always, or never. */
+export type UpstreamTlsMode = 'mirror' | 'required' | 'off'
+
+/** Whether a client's protected data connection must resume its control session (--client-data-tls-reuse). */
+export type DataTlsReuse = 'optional' | 'required'
+
 export interface Config {
   /** Where clients connect (--listen, may repeat). */
   readonly listen: readonly Endpoint[]
@@ -69,6 +78,20 @@ export interface Config {
   readonly logLevel: LogLevel
   /** Where /metrics, /healthz and /readyz are served; null = off (--metrics-listen). */
   readonly metricsListen: Endpoint | null
+  /** PEM files of the certificate and key shown to FTPS clients; both or neither (--tls-cert, --tls-key). */
+  readonly tlsCert: string | null
+  readonly tlsKey: string | null
+  readonly clientTls: ClientTlsMode
+  readonly upstreamTls: UpstreamTlsMode
+  /** PEM CA file for the server's certificate; null = the system's store (--upstream-ca). */
+  readonly upstreamCa: string | null
+  /** SNI and certificate name toward the server; null = the upstream host when it is a name. */
+  readonly upstreamTlsServername: string | null
+  /** Whether the server's certificate goes unchecked (--upstream-tls-insecure). */
+  readonly upstreamTlsInsecure: boolean
+  readonly clientDataTlsReuse: DataTlsReuse
+  /** Milliseconds a TLS handshake may take on any leg (--tls-handshake-timeout). */
+  readonly tlsHandshakeTimeoutMs: number
   /** The config file it came from, if any (--config). */
   readonly configFile: string | null
 }

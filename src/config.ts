@@ -16,7 +16,7 @@ import { extname } from 'node:path'
 import { parseArgs } from 'node:util'
 import ipaddr from 'ipaddr.js'
 import { parse as parseYaml } from 'yaml'
-import type { ActiveMode, Config, Endpoint, LogLevel, UpstreamDataAddress } from './config-types.js'
+import type { ActiveMode, ClientTlsMode, Config, DataTlsReuse, Endpoint, LogLevel, UpstreamDataAddress, UpstreamTlsMode } from './config-types.js'
 import { formatDuration, parseDuration } from './duration.js'
 import { ConfigError } from './errors.js'
 import { formatEndpoint } from './net/endpoint.js'
@@ -33,6 +33,9 @@ const MAX_DURATION_MS = 86_400_000
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 const UPSTREAM_DATA_ADDRESSES: readonly UpstreamDataAddress[] = ['auto', 'advertised', 'control']
 const ACTIVE_MODES: readonly ActiveMode[] = ['passive', 'relay', 'deny']
+const CLIENT_TLS_MODES: readonly ClientTlsMode[] = ['off', 'optional', 'required']
+const UPSTREAM_TLS_MODES: readonly UpstreamTlsMode[] = ['mirror', 'required', 'off']
+const DATA_TLS_REUSE: readonly DataTlsReuse[] = ['optional', 'required']
 
 /** Everything but the upstream server, which has no sensible default and must be given. */
 export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
@@ -76,6 +79,19 @@ export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
   // Prometheus metrics, /healthz and /readyz; loopback only by default. 9464 is the port
   // registered for Prometheus exporters of this kind.
   metricsListen: { host: '127.0.0.1', port: 9464 },
+  // FTPS (RFC 4217). With no certificate the client side stays clear, as before FTPS existed;
+  // with one, clients may ask for TLS (optional) unless --client-tls says otherwise.
+  tlsCert: null,
+  tlsKey: null,
+  clientTls: 'off',
+  // TLS to the server exactly when the client used TLS: a protected client is never carried on
+  // in clear, and a clear one is not made to depend on the server's certificate.
+  upstreamTls: 'mirror',
+  upstreamCa: null, // PEM file; null = the system's CA store
+  upstreamTlsServername: null, // null = the upstream host when it is a name; none for an IP
+  upstreamTlsInsecure: false,
+  clientDataTlsReuse: 'optional',
+  tlsHandshakeTimeoutMs: 10_000, // ms, a TLS handshake on any leg, control or data
   configFile: null,
 })
 
@@ -245,6 +261,69 @@ const SETTINGS = [
     help: 'Where /metrics, /healthz and /readyz are served; off disables them; port 0 = any free port (logged).',
   },
   {
+    key: 'tlsCert',
+    flag: 'tls-cert',
+    env: 'FTP_PROXY_TLS_CERT',
+    arg: 'FILE',
+    help: 'PEM certificate (chain) the proxy shows FTPS clients after AUTH TLS; with --tls-key.',
+  },
+  {
+    key: 'tlsKey',
+    flag: 'tls-key',
+    env: 'FTP_PROXY_TLS_KEY',
+    arg: 'FILE',
+    help: 'PEM private key of --tls-cert.',
+  },
+  {
+    key: 'clientTls',
+    flag: 'client-tls',
+    env: 'FTP_PROXY_CLIENT_TLS',
+    arg: CLIENT_TLS_MODES.join('|'),
+    help: 'TLS toward clients: refused (off), offered (optional), or demanded before USER (required: USER in clear gets 530). Default optional with a certificate, off without.',
+  },
+  {
+    key: 'upstreamTls',
+    flag: 'upstream-tls',
+    env: 'FTP_PROXY_UPSTREAM_TLS',
+    arg: UPSTREAM_TLS_MODES.join('|'),
+    help: 'TLS toward the server: when the client uses it (mirror; a server without AUTH TLS is then refused, never used in clear), always (required), or never (off: TLS to the client, clear to a legacy server inside the network).',
+  },
+  {
+    key: 'upstreamCa',
+    flag: 'upstream-ca',
+    env: 'FTP_PROXY_UPSTREAM_CA',
+    arg: 'FILE',
+    help: "PEM CA certificates the server's certificate is checked against instead of the system's.",
+  },
+  {
+    key: 'upstreamTlsServername',
+    flag: 'upstream-tls-servername',
+    env: 'FTP_PROXY_UPSTREAM_TLS_SERVERNAME',
+    arg: 'NAME',
+    help: "Name sent (SNI) and checked in the server's certificate, on the control and every data connection; default the upstream host when it is a name.",
+  },
+  {
+    key: 'upstreamTlsInsecure',
+    flag: 'upstream-tls-insecure',
+    env: 'FTP_PROXY_UPSTREAM_TLS_INSECURE',
+    arg: '',
+    help: "Do not check the server's certificate (self-signed test servers only; warned at start). The variable takes true or false.",
+  },
+  {
+    key: 'clientDataTlsReuse',
+    flag: 'client-data-tls-reuse',
+    env: 'FTP_PROXY_CLIENT_DATA_TLS_REUSE',
+    arg: DATA_TLS_REUSE.join('|'),
+    help: "Whether a client's protected data connection must resume its control connection's TLS session (required: a stolen data port yields nothing even from the client's own IP).",
+  },
+  {
+    key: 'tlsHandshakeTimeout',
+    flag: 'tls-handshake-timeout',
+    env: 'FTP_PROXY_TLS_HANDSHAKE_TIMEOUT',
+    arg: 'DURATION',
+    help: 'Limit on a TLS handshake on any leg, control or data.',
+  },
+  {
     key: 'config',
     flag: 'config',
     env: 'FTP_PROXY_CONFIG',
@@ -342,10 +421,48 @@ export function loadConfig(
     maxLineBytes: setting('maxLineLength', parseLineLength, DEFAULTS.maxLineBytes),
     logLevel: setting('logLevel', (r) => parseChoice(r, LOG_LEVELS), DEFAULTS.logLevel),
     metricsListen: setting('metricsListen', parseMetricsListen, DEFAULTS.metricsListen),
+    ...tlsSettings(raw),
     configFile,
   }
   checkPoolAgainstListen(config)
   return deepFreeze(config)
+}
+
+/** The FTPS settings, checked together: a client side that offers TLS needs a certificate and its key. */
+function tlsSettings(raw: (key: SettingKey) => Raw | undefined): Pick<
+  Config,
+  'tlsCert' | 'tlsKey' | 'clientTls' | 'upstreamTls' | 'upstreamCa' | 'upstreamTlsServername' | 'upstreamTlsInsecure' | 'clientDataTlsReuse' | 'tlsHandshakeTimeoutMs'
+> {
+  const file = (key: SettingKey): string | null => {
+    const r = raw(key)
+    return r === undefined ? null : configFileName(r)
+  }
+  const tlsCert = file('tlsCert')
+  const tlsKey = file('tlsKey')
+  if ((tlsCert === null) !== (tlsKey === null)) {
+    throw new ConfigError(tlsCert === null ? 'tlsCert' : 'tlsKey', 'give --tls-cert and --tls-key together')
+  }
+  const clientTlsRaw = raw('clientTls')
+  const clientTls = clientTlsRaw === undefined ? (tlsCert === null ? 'off' : 'optional') : parseChoice(clientTlsRaw, CLIENT_TLS_MODES)
+  if (clientTls !== 'off' && tlsCert === null) {
+    throw new ConfigError('clientTls', `${clientTls} needs a certificate: give --tls-cert and --tls-key`)
+  }
+  const servername = raw('upstreamTlsServername')
+  const reuse = raw('clientDataTlsReuse')
+  const timeout = raw('tlsHandshakeTimeout')
+  const upstreamTls = raw('upstreamTls')
+  const insecure = raw('upstreamTlsInsecure')
+  return {
+    tlsCert,
+    tlsKey,
+    clientTls,
+    upstreamTls: upstreamTls === undefined ? DEFAULTS.upstreamTls : parseChoice(upstreamTls, UPSTREAM_TLS_MODES),
+    upstreamCa: file('upstreamCa'),
+    upstreamTlsServername: servername === undefined ? null : configFileName(servername),
+    upstreamTlsInsecure: insecure === undefined ? false : parseBoolean(insecure),
+    clientDataTlsReuse: reuse === undefined ? DEFAULTS.clientDataTlsReuse : parseChoice(reuse, DATA_TLS_REUSE),
+    tlsHandshakeTimeoutMs: timeout === undefined ? DEFAULTS.tlsHandshakeTimeoutMs : parseDurationSetting(timeout),
+  }
 }
 
 function parseFlags(argv: readonly string[]): Map<SettingKey, Raw> {
@@ -785,6 +902,23 @@ function defaultText(key: SettingKey): string {
       return d.allowClients.length === 0 ? 'everyone' : d.allowClients.join(',')
     case 'maxLineLength':
       return String(d.maxLineBytes)
+    case 'tlsCert':
+    case 'tlsKey':
+      return 'none'
+    case 'clientTls':
+      return 'optional with a certificate, off without'
+    case 'upstreamTls':
+      return d.upstreamTls
+    case 'upstreamCa':
+      return "the system's"
+    case 'upstreamTlsServername':
+      return 'the upstream host name'
+    case 'upstreamTlsInsecure':
+      return String(d.upstreamTlsInsecure)
+    case 'clientDataTlsReuse':
+      return d.clientDataTlsReuse
+    case 'tlsHandshakeTimeout':
+      return formatDuration(d.tlsHandshakeTimeoutMs)
     case 'config':
       return d.configFile ?? 'none'
     case 'logLevel':

@@ -46,7 +46,17 @@ async function runProxy(argv: string[]): Promise<number> {
   }
   const logger = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime })
   warnEphemeralOverlap(config.passivePorts, logger)
-  const proxy = new ProxyServer({ config, logger })
+  let proxy: ProxyServer
+  try {
+    proxy = new ProxyServer({ config, logger })
+  } catch (err) {
+    // A certificate file that cannot be read or used: the same clear stop as a bad flag.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`ftp-pasv-proxy: ${err.message}\n`)
+      return 2
+    }
+    throw err
+  }
   let observe: ObserveServer | null = null
   // The metrics address is bound first: `proxy listening` then means every address is bound,
   // and a metrics address that cannot be had stops the start before any client is served.

@@ -44,6 +44,15 @@ t.test('defaults apply to everything but the upstream', async (t) => {
     maxLineBytes: 8192,
     logLevel: 'info',
     metricsListen: { host: '127.0.0.1', port: 9464 },
+    tlsCert: null,
+    tlsKey: null,
+    clientTls: 'off',
+    upstreamTls: 'mirror',
+    upstreamCa: null,
+    upstreamTlsServername: null,
+    upstreamTlsInsecure: false,
+    clientDataTlsReuse: 'optional',
+    tlsHandshakeTimeoutMs: 10000,
     configFile: null,
   })
   t.ok(isDeepFrozen(DEFAULTS))
@@ -151,6 +160,15 @@ t.test('environment', async (t) => {
     maxLineBytes: 1024,
     logLevel: 'debug',
     metricsListen: null,
+    tlsCert: null,
+    tlsKey: null,
+    clientTls: 'off',
+    upstreamTls: 'mirror',
+    upstreamCa: null,
+    upstreamTlsServername: null,
+    upstreamTlsInsecure: false,
+    clientDataTlsReuse: 'optional',
+    tlsHandshakeTimeoutMs: 10000,
     configFile: null,
   })
   t.equal(load(UP, { FTP_PROXY_LOG_LEVEL: '' }).logLevel, 'info', 'an empty variable counts as unset')
@@ -186,6 +204,15 @@ t.test('config files', async (t) => {
     maxLineBytes: 4096,
     logLevel: 'debug',
     metricsListen: { host: '127.0.0.1', port: 0 },
+    tlsCert: null,
+    tlsKey: null,
+    clientTls: 'off',
+    upstreamTls: 'mirror',
+    upstreamCa: null,
+    upstreamTlsServername: null,
+    upstreamTlsInsecure: false,
+    clientDataTlsReuse: 'optional',
+    tlsHandshakeTimeoutMs: 10000,
     configFile: fixture('full.json'),
   })
   const yaml = loadConfig([], { FTP_PROXY_CONFIG: fixture('full.yaml') })
@@ -217,6 +244,15 @@ t.test('config files', async (t) => {
     maxLineBytes: 2048,
     logLevel: 'warn',
     metricsListen: { host: '::1', port: 9465 },
+    tlsCert: null,
+    tlsKey: null,
+    clientTls: 'off',
+    upstreamTls: 'mirror',
+    upstreamCa: null,
+    upstreamTlsServername: null,
+    upstreamTlsInsecure: false,
+    clientDataTlsReuse: 'optional',
+    tlsHandshakeTimeoutMs: 10000,
     configFile: fixture('full.yaml'),
   })
   t.same(
@@ -500,4 +536,20 @@ t.test('readEphemeralRange', async (t) => {
   const real = readEphemeralRange()
   if (process.platform === 'linux') t.match(real, /^\d+\s+\d+\s*$/)
   else t.equal(real, null)
+})
+
+t.test('FTPS settings', async (t) => {
+  const both = ['--tls-cert', 'c.pem', '--tls-key', 'k.pem']
+  const on = load([...UP, ...both])
+  t.equal(on.clientTls, 'optional', 'a certificate offers TLS to clients by default')
+  t.equal(on.tlsCert, 'c.pem')
+  t.equal(load(UP).clientTls, 'off', 'without one, the client side stays clear')
+  t.equal(load([...UP, ...both, '--client-tls', 'required']).clientTls, 'required')
+  t.throws(() => load([...UP, '--client-tls', 'optional']), { setting: 'clientTls', message: /needs a certificate/ })
+  t.throws(() => load([...UP, '--tls-cert', 'c.pem']), { setting: 'tlsKey', message: /together/ })
+  t.throws(() => load([...UP, ...both, '--upstream-tls', 'maybe']), { setting: 'upstreamTls' })
+  t.equal(load([...UP, '--upstream-tls', 'required', '--upstream-tls-insecure']).upstreamTlsInsecure, true)
+  t.equal(load([...UP, '--tls-handshake-timeout', '3s']).tlsHandshakeTimeoutMs, 3000)
+  t.equal(load(UP, { FTP_PROXY_CLIENT_DATA_TLS_REUSE: 'required' }).clientDataTlsReuse, 'required')
+  t.equal(load(UP, { FTP_PROXY_UPSTREAM_TLS_SERVERNAME: 'ftp.example.com' }).upstreamTlsServername, 'ftp.example.com')
 })

@@ -10,7 +10,13 @@ import {
   COMMAND_REFUSALS,
   FAILURE_REASONS,
   SESSION_REJECT_REASONS,
+  TLS_CHANNELS,
+  TLS_RESULTS,
+  TLS_SIDES,
   type LeaseOutcome,
+  type TlsChannel,
+  type TlsResult,
+  type TlsSide,
 } from '../proxy/outcomes.js'
 
 export interface ProxyMetrics {
@@ -33,6 +39,8 @@ export interface ProxyMetrics {
   /** Which server data address a data connection was dialled to: the control peer or the advertised one. */
   readonly dataTargets: client.Counter<'target'>
   readonly configReloads: client.Counter<'result'>
+  readonly tlsHandshakes: client.Counter<'side' | 'channel' | 'result'>
+  tlsHandshake(side: TlsSide, channel: TlsChannel, result: TlsResult): void
   leaseEnded(outcome: LeaseOutcome): void
   advertised(cls: AddressClass, matchesControl: boolean): void
 }
@@ -117,7 +125,7 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
   const poolInUse = new client.Gauge({ name: 'ftp_proxy_port_pool_in_use', help: 'Pool ports leased now.', registers })
   const commandsRefused = new client.Counter({
     name: 'ftp_proxy_commands_refused_total',
-    help: 'Client commands the proxy refused itself: bounce (RFC 2577), malformed, after EPSV ALL, unsupported, TLS (AUTH, PBSZ, PROT).',
+    help: 'Client commands the proxy refused itself: bounce (RFC 2577), malformed, after EPSV ALL, unsupported, TLS while the client side is off (AUTH, PBSZ, PROT), TLS required before login (tls_required).',
     labelNames: ['reason'],
     registers,
   })
@@ -146,6 +154,13 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
     registers,
   })
   for (const result of ['ok', 'rejected']) configReloads.inc({ result }, 0)
+  const tlsHandshakes = new client.Counter({
+    name: 'ftp_proxy_tls_handshakes_total',
+    help: 'TLS handshakes (FTPS): toward the client or the server, on the control or a data connection; ok, resumed (a data connection resuming its control session), or failed.',
+    labelNames: ['side', 'channel', 'result'],
+    registers,
+  })
+  for (const side of TLS_SIDES) for (const channel of TLS_CHANNELS) for (const result of TLS_RESULTS) tlsHandshakes.inc({ side, channel, result }, 0)
 
   return {
     registry,
@@ -166,6 +181,10 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
     commandsRefused,
     dataTargets,
     configReloads,
+    tlsHandshakes,
+    tlsHandshake(side, channel, result) {
+      tlsHandshakes.inc({ side, channel, result })
+    },
     leaseEnded(outcome) {
       dataConnections.inc({ result: outcome.result })
       if (outcome.result === 'failed') dataFailures.inc({ reason: outcome.reason })

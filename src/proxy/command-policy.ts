@@ -2,7 +2,7 @@
 // it came, pass on something else, answer it itself, set up a data connection, or refuse it.
 // Pure (STYLE.md 17): no socket, timer or logger; test/proxy/command-policy.test.ts is its table.
 
-import type { ActiveMode } from '../config-types.js'
+import type { ActiveMode, ClientTlsMode } from '../config-types.js'
 import { addressClass, normalizeAddress } from '../net/address-policy.js'
 import { parseEprt, parsePort, TRANSFER_VERBS, type ActiveTarget, type Command } from '../protocol/commands.js'
 import type { CommandRefusal } from './outcomes.js'
@@ -22,7 +22,19 @@ export interface CommandState {
   readonly clientAddress: string
   /** The family of the proxy's control connection to the server. */
   readonly serverFamily: 4 | 6
+  /** TLS toward the client (--client-tls). */
+  readonly clientTls: ClientTlsMode
+  /** The client's control connection is TLS (after AUTH TLS). */
+  readonly clientSecure: boolean
 }
+
+/** Data channel protection of one side (RFC 4217 9): C clear, P private. */
+export type Protection = 'C' | 'P'
+
+// Before AUTH TLS under --client-tls required: what may still be sent in clear.
+const BEFORE_TLS = new Set(['AUTH', 'FEAT', 'QUIT', 'NOOP', 'HELP', 'SYST', 'PBSZ', 'PROT'])
+// RFC 4217 4: TLS; SSL and TLS-C are older names still sent by clients (lftp, FileZilla).
+const AUTH_TLS = new Set(['TLS', 'SSL', 'TLS-C'])
 
 /** The form of reply the client gets to a passive request: 227, 229, or 200 after PORT/EPRT. */
 export type PassiveForm = 227 | 229 | 'active'
@@ -40,8 +52,10 @@ export type CommandAction =
   | { readonly type: 'passive'; readonly form: PassiveForm; readonly send: string | null; readonly active: ActiveTarget | null }
   /** --active-mode relay: the proxy takes a pool port and sends the server its own PORT/EPRT. */
   | { readonly type: 'relay'; readonly active: ActiveTarget }
-  /** Answered by the proxy itself (EPSV ALL). */
+  /** Answered by the proxy itself (EPSV ALL, PBSZ, PROT). */
   | { readonly type: 'reply'; readonly text: string }
+  /** AUTH TLS: the control connection becomes TLS (both sides, as --upstream-tls says). */
+  | { readonly type: 'auth' }
   /** Refused by the proxy itself, counted by reason. */
   | { readonly type: 'refuse'; readonly reason: CommandRefusal; readonly text: string }
 
@@ -49,9 +63,14 @@ export type CommandAction =
 export function decideCommand(
   state: CommandState,
   command: Command,
-): { readonly action: CommandAction; readonly set?: { readonly user?: string; readonly quit?: true; readonly epsvAll?: true } } {
+): { readonly action: CommandAction; readonly set?: { readonly user?: string; readonly quit?: true; readonly epsvAll?: true; readonly prot?: Protection } } {
   if (state.ending) return { action: { type: 'drop' } }
   const verb = command.verb
+  if (state.clientTls === 'required' && !state.clientSecure && !BEFORE_TLS.has(verb)) {
+    // Nothing reaches the server before the client is protected: not even USER.
+    return refuse('tls_required', '530 This proxy requires TLS: send AUTH TLS first.')
+  }
+  if (state.clientTls !== 'off' && (verb === 'AUTH' || verb === 'PBSZ' || verb === 'PROT')) return tlsCommand(state, command)
   switch (verb) {
     case 'USER':
       return { action: { type: 'forward', reply: 'plain' }, set: { user: command.arg } }
@@ -60,9 +79,9 @@ export function decideCommand(
     case 'AUTH':
     case 'PBSZ':
     case 'PROT':
-      // RFC 4217: FTPS is not carried yet. Answered at once, never passed on: after a server's
-      // 234 the client would start a TLS handshake the proxy cannot frame. Clients that only
-      // allow TLS (FileZilla's default, lftp's ftp:ssl-allow) go on in clear after a 5xx.
+      // --client-tls off: answered at once, never passed on: after a server's 234 the client
+      // would start a TLS handshake the proxy could not read. Clients that only allow TLS
+      // (FileZilla's default, lftp's ftp:ssl-allow) go on in clear after a 5xx.
       return refuse('tls', `502 ${verb} is not supported by this proxy: TLS is not available through it.`)
     case 'FEAT':
       return { action: { type: 'forward', reply: 'feat' } }
@@ -94,6 +113,26 @@ export function decideCommand(
       if (TRANSFER_VERBS.has(verb) && state.leasePending) return { action: { type: 'transfer' } }
       return { action: { type: 'forward', reply: 'plain' } }
   }
+}
+
+/** AUTH, PBSZ and PROT with the client side's TLS on: the proxy answers each for its own side (RFC 4217). */
+function tlsCommand(state: CommandState, command: Command): { readonly action: CommandAction; readonly set?: { readonly prot: Protection } } {
+  const arg = command.arg.trim().toUpperCase()
+  if (command.verb === 'AUTH') {
+    if (state.clientSecure) return reply('503 TLS is already on for this connection.')
+    if (!AUTH_TLS.has(arg)) return refuse('unsupported', `504 AUTH ${arg === '' ? 'needs a mechanism' : 'mechanism not supported'}; use AUTH TLS.`)
+    return { action: { type: 'auth' } }
+  }
+  if (!state.clientSecure) return reply(`503 ${command.verb} needs AUTH TLS first.`)
+  if (command.verb === 'PBSZ') return reply('200 PBSZ=0')
+  // RFC 4217 9: C and P; S and E (integrity only) are not offered by TLS.
+  if (arg === 'P' || arg === 'C') return { ...reply(`200 Protection level set to ${arg}.`), set: { prot: arg } }
+  if (arg === 'S' || arg === 'E') return reply('536 Only protection levels C and P are supported.')
+  return refuse('malformed', '504 PROT takes C or P.')
+}
+
+function reply(text: string): { readonly action: CommandAction } {
+  return { action: { type: 'reply', text } }
 }
 
 function refuse(reason: CommandRefusal, text: string): { readonly action: CommandAction } {

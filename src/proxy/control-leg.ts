@@ -69,7 +69,7 @@ export class ControlLeg {
    * TLS socket built on it. Bytes handed to the old writer stay with the old stream: a caller
    * that builds the new stream on the old one swaps once they are flushed.
    */
-  swap(make: (unread: Buffer) => Duplex): void {
+  swap(make: (unread: Buffer, old: Duplex) => Duplex): void {
     const old = this.#stream
     this.#detach()
     this.#writer.detach()
@@ -80,10 +80,19 @@ export class ControlLeg {
     // Unread: the reader's bytes, then any the old stream holds that it has not emitted yet.
     const held: Buffer[] = []
     for (let chunk: unknown = old.read(); chunk !== null; chunk = old.read()) held.push(chunk as Buffer)
-    const next = make(Buffer.concat([this.lines.takeUnread(), ...held]))
+    const next = make(Buffer.concat([this.lines.takeUnread(), ...held]), old)
     this.#stream = next
     this.#writer = new LegWriter(next, this.#handlers.onDrain)
     this.listen()
+  }
+
+  /** Calls `fn` once every byte handed to the writer has left the stream for the kernel. */
+  afterFlush(fn: () => void): void {
+    const stream = this.#stream
+    setImmediate(() => {
+      if (stream.writableLength === 0) fn()
+      else stream.once('drain', fn)
+    })
   }
 
   pause(): void {

@@ -90,8 +90,11 @@ export class ControlSession {
       isClosed: () => this.#life.phase === 'closed',
       user: () => this.#conversation.user,
       onLeaseEnd: () => this.#markActivity(),
+      dataTls: () => this.#conversation.tls.dataTls(),
     })
     this.#conversation = new Conversation({
+      swapLeg: (leg, make) => this.swapLeg(leg, make),
+      afterClientFlush: (fn) => this.#client.afterFlush(fn),
       shared,
       endpoints,
       log,
@@ -160,7 +163,7 @@ export class ControlSession {
    * Replaces a control leg's stream mid-session (AUTH TLS: a TLS socket made from the plain
    * one): see ControlLeg.swap. Commands and replies in flight carry on over the new stream.
    */
-  swapLeg(leg: 'client' | 'server', make: (unread: Buffer) => Duplex): void {
+  swapLeg(leg: 'client' | 'server', make: (unread: Buffer, old: Duplex) => Duplex): void {
     if (this.#life.phase === 'closed') return
     ;(leg === 'client' ? this.#client : this.#server).swap(make)
     this.#guard(() => this.#pump())

@@ -6,6 +6,7 @@
 // session (the user, EPSV ALL, a server without EPSV), and nothing of sockets or flow control:
 // ControlSession takes the lines off the legs and decides when.
 
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { logSafe, parseCommand, type ActiveTarget, type Command } from '../protocol/commands.js'
 import { decideCommand } from './command-policy.js'
@@ -14,6 +15,7 @@ import type { Lifecycle } from './lifecycle.js'
 import type { CommandRefusal } from './outcomes.js'
 import type { DataSetups } from './passive.js'
 import { Refusals } from './refusals.js'
+import { SessionTls } from './session-tls.js'
 import type { Expect, ReplyOrder, Slot } from './reply-order.js'
 import type { SessionContext, SessionEndpoints } from './session-context.js'
 
@@ -30,6 +32,10 @@ export interface ConversationDeps {
   readonly toServer: () => LegWriter
   /** Ends the session with a final reply to the client. */
   readonly closeWith: (reply: string, reason: string) => void
+  /** Replaces a control leg's stream (AUTH TLS). */
+  readonly swapLeg: (leg: 'client' | 'server', make: (unread: Buffer, old: Duplex) => Duplex) => void
+  /** Calls `fn` once what was handed to the client's writer has gone to the kernel. */
+  readonly afterClientFlush: (fn: () => void) => void
   /** The client did something: the idle clock restarts. */
   readonly markActivity: () => void
   /** A command that held the ones behind it is through: more can be taken. */
@@ -41,15 +47,19 @@ export interface ConversationDeps {
 export class Conversation {
   readonly #deps: ConversationDeps
   readonly #refusals: Refusals
+  /** FTPS state and upgrades of this session. */
+  readonly tls: SessionTls
   #epsvAll = false
   #serverWithoutEpsv = false
   #user: string | undefined
   #greeted = false
-  #busy = false
+  /** Setups under way that hold the commands behind them (see busy). */
+  #blockers = 0
 
   constructor(deps: ConversationDeps) {
     this.#deps = deps
     this.#refusals = new Refusals(deps.shared.metrics, deps.log, deps.maxRefusedInRow)
+    this.tls = new SessionTls({ settings: deps.shared.tls, config: deps.shared.config, metrics: deps.shared.metrics, log: deps.log, swap: deps.swapLeg })
   }
 
   /** The user the client logged in as (USER's argument), for the transfer log lines. */
@@ -64,18 +74,22 @@ export class Conversation {
 
   /** A command's setup is under way (a passive request awaiting its reply, a relayed PORT): the commands behind it wait. */
   get busy(): boolean {
-    return this.#busy
+    return this.#blockers > 0
   }
 
   /** Takes one command line of the client's (see #handle); `busy` while its setup runs. */
   take(line: Buffer): void {
     const setup = this.#handle(line)
-    if (!(setup instanceof Promise)) return
-    this.#busy = true
-    setup
+    if (setup instanceof Promise) this.#hold(setup)
+  }
+
+  /** No command is taken until `work` ends (a setup, a TLS upgrade). */
+  #hold(work: Promise<void>): void {
+    this.#blockers++
+    work
       .catch((err: unknown) => this.#deps.onError(err))
       .finally(() => {
-        this.#busy = false
+        this.#blockers--
         this.#deps.onReady()
       })
   }
@@ -99,17 +113,20 @@ export class Conversation {
         activeMode: this.#deps.shared.config().activeMode,
         clientAddress: this.#deps.endpoints.clientAddress,
         serverFamily: this.#deps.endpoints.upstreamFamily,
+        clientTls: this.#deps.shared.config().clientTls,
+        clientSecure: this.tls.clientSecure,
       },
       command,
     )
     if (set?.user !== undefined) this.#user = set.user
     if (set?.quit === true) this.#deps.life.quit()
     if (set?.epsvAll === true) this.#epsvAll = true
+    if (set?.prot !== undefined) this.tls.clientProt = set.prot
     switch (action.type) {
       case 'drop':
         return
       case 'forward':
-        this.#forward(action.reply === 'feat' ? FEAT : PLAIN, line)
+        this.#forward(action.reply === 'feat' ? { type: 'feat', tls: this.#deps.shared.config().clientTls !== 'off' } : PLAIN, line)
         return
       case 'transfer': {
         const lease = this.#deps.data.takePending(command)
@@ -134,9 +151,88 @@ export class Conversation {
         return this.#relayActive(command, action.active)
       case 'reply':
         return this.local(action.text)
+      case 'auth':
+        return this.#auth()
       case 'refuse':
         return this.#refuse(command, action.reason, action.text)
     }
+  }
+
+  /**
+   * AUTH TLS from the client. Under --upstream-tls mirror the server's TLS comes first (its
+   * reply, #serverAuthReply, decides what the client gets); otherwise the proxy answers 234
+   * itself. Once the 234 has gone out in clear, the client's leg becomes TLS. Nothing the
+   * client sends meanwhile is taken as a command.
+   */
+  #auth(): Promise<void> {
+    const tls = this.tls
+    return new Promise<void>((resolve) => {
+      let slot: Slot
+      if (tls.serverFirst) {
+        slot = this.#forward({ type: 'auth', secured: false }, Buffer.from('AUTH TLS\r\n'))
+      } else {
+        slot = this.#deps.replies.local(LOCAL, Buffer.from('234 AUTH TLS successful; go ahead with the TLS handshake.\r\n'))
+      }
+      slot.onSent = () => {
+        const e = slot.expect
+        if (e.type === 'auth' && !e.secured) return resolve()
+        this.#deps.afterClientFlush(() => {
+          tls.secureClient().then(resolve, (err: unknown) => {
+            this.#deps.log.warn({ error: (err as Error).message }, 'TLS handshake with the client failed; closing')
+            resolve()
+          })
+        })
+      }
+    })
+  }
+
+  /** The server's reply to the proxy's AUTH TLS made for the client's (under mirror). */
+  #serverAuthReply(slot: Slot, code: number): void {
+    const e = slot.expect
+    if (e.type !== 'auth') return
+    if (code !== 234) {
+      // A client that asked for TLS is never carried on in clear to a server without it.
+      this.#deps.log.warn({ code }, 'the FTP server refused AUTH TLS; the client is refused TLS (--upstream-tls mirror)')
+      return this.#deps.replies.finish(slot, [Buffer.from(`534 The FTP server behind this proxy does not offer TLS (it answered ${code} to AUTH TLS); use --upstream-tls off on the proxy to carry TLS clients to a clear server.\r\n`)])
+    }
+    this.#deps.replies.later(slot, async () => {
+      if (!(await this.#secureServer())) return []
+      e.secured = true
+      return [Buffer.from('234 AUTH TLS successful; go ahead with the TLS handshake.\r\n')]
+    }, [])
+  }
+
+  /** --upstream-tls required: AUTH TLS to the server right after its greeting; false if the session ends. */
+  async #secureServerFirst(): Promise<boolean> {
+    const answered = new Promise<number>((resolve) => {
+      this.#forward({ type: 'internal', onReply: resolve }, Buffer.from('AUTH TLS\r\n'))
+    })
+    const code = await answered
+    if (code !== 234) {
+      this.#deps.log.warn({ code }, 'the FTP server refused AUTH TLS (--upstream-tls required); closing')
+      this.#deps.closeWith(`421 The FTP server refused TLS (it answered ${code} to AUTH TLS) and this proxy requires it (--upstream-tls required); closing.\r\n`, 'server refused TLS')
+      return false
+    }
+    return this.#secureServer()
+  }
+
+  /**
+   * The server's control leg becomes TLS, then its data protection is set (PBSZ 0, PROT P: data
+   * connections to the server are TLS, as vsftpd's force_*_data_ssl demands). False, with the
+   * session ending, when the handshake fails.
+   */
+  async #secureServer(): Promise<boolean> {
+    try {
+      await this.tls.secureServer()
+    } catch (err) {
+      const message = (err as Error).message
+      this.#deps.log.warn({ error: message }, 'TLS handshake with the FTP server failed; closing')
+      this.#deps.closeWith(`421 TLS handshake with the FTP server failed (${message}); closing.\r\n`, 'server TLS failed')
+      return false
+    }
+    this.#forward({ type: 'internal', onReply: () => {} }, Buffer.from('PBSZ 0\r\n'))
+    this.#forward({ type: 'internal', onReply: (code) => code < 300 && (this.tls.serverProt = 'P') }, Buffer.from('PROT P\r\n'))
+    return true
   }
 
   /** --active-mode relay: the PORT/EPRT the proxy sends the server, once its pool port is bound. */
@@ -174,6 +270,20 @@ export class Conversation {
   onReply(slot: Slot, code: number, lines: readonly Buffer[]): void {
     const e = slot.expect
     this.#deps.log.trace({ code }, 'reply')
+    if (e.type === 'internal') {
+      // A command of the proxy's own toward the server (PBSZ, PROT): its reply is the proxy's.
+      e.onReply(code)
+      return this.#deps.replies.finish(slot)
+    }
+    if (e.type === 'auth') return this.#serverAuthReply(slot, code)
+    if (e.type === 'greeting' && code === 220 && this.#deps.shared.config().upstreamTls === 'required' && !this.tls.serverSecure) {
+      // --upstream-tls required: the server's TLS is on before the client sees the greeting,
+      // and no command of the client's goes to the server before it.
+      this.#greeted = true
+      const secured = this.#secureServerFirst()
+      this.#hold(secured.then(() => undefined))
+      return this.#deps.replies.later(slot, async () => ((await secured) ? lines : []), lines)
+    }
     if (code < 200 && e.type !== 'unsolicited') {
       // RFC 959 4.2: 1yz replies are preliminary; the command is answered by the next final one.
       if (e.type === 'transfer') e.preliminary = true
@@ -214,7 +324,6 @@ export class Conversation {
 
 const LOCAL: Expect = Object.freeze({ type: 'local' })
 const PLAIN: Expect = Object.freeze({ type: 'plain' })
-const FEAT: Expect = Object.freeze({ type: 'feat' })
 
 // The proxy's own refusals come from a small set of texts; a client repeating a refused command
 // thousands of times should not cost a new buffer each.

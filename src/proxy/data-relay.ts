@@ -56,8 +56,23 @@ export function relayLegs(client: net.Socket, upstream: net.Socket, hooks: Relay
   upstream.once('finish', hooks.onFinish)
 }
 
+// A TLS leg's TCP socket: a reset and the kernel's send queue are the TCP socket's.
+const TCP_UNDER = new WeakMap<net.Socket, net.Socket>()
+
+/** Records that `tlsLeg` runs over `tcp` (data-tls.ts). */
+export function markTlsOver(tlsLeg: net.Socket, tcp: net.Socket): void {
+  TCP_UNDER.set(tlsLeg, tcp)
+}
+
 /** Closes a leg with a TCP reset (RST) rather than a FIN; a no-op on a leg already closed. */
 export function resetLeg(socket: net.Socket): void {
+  const tcp = TCP_UNDER.get(socket)
+  if (tcp !== undefined) {
+    // A TLS socket cannot reset its connection itself; the TCP socket under it can.
+    resetLeg(tcp)
+    socket.destroy()
+    return
+  }
   if (socket.destroyed) return
   // libuv refuses to reset a socket whose side was already shut down (our FIN went out: a
   // download fully passed on, an upload's end forwarded): Node then reports an 'error' and
@@ -75,7 +90,8 @@ export function resetLeg(socket: net.Socket): void {
  * `giveUpMs`.
  */
 export function closeAfterTail(client: net.Socket, closeTimeoutMs: number, giveUpMs: number): Promise<void> {
-  const ports = { localPort: client.localPort ?? 0, remotePort: client.remotePort ?? 0 }
+  const tcp = TCP_UNDER.get(client) ?? client
+  const ports = { localPort: tcp.localPort ?? 0, remotePort: tcp.remotePort ?? 0 }
   client.end()
   if (client.writableFinished) client.destroy()
   else {

@@ -48,15 +48,16 @@ export class FlowControl {
    * to drop its bytes and see its FIN.
    */
   apply(): void {
-    const { life, client, server } = this.#parts
+    const { life, client, server, conversation } = this.#parts
     const phase = life.phase
     if (phase === 'closed') return
-    const readClient = phase !== 'open' || (!client.lines.waiting && this.canTakeCommand())
+    // A leg in its TLS handshake is read: the handshake needs the peer's bytes to go on.
+    const readClient = phase !== 'open' || conversation.tls.handshaking('client') || (!client.lines.waiting && this.canTakeCommand())
     if (readClient) client.resume()
     else client.pause()
     // While the next reply due to the client is the server's to give, the server is read
     // whatever is held behind it: that reply is the only way on.
-    const readServer = !server.lines.waiting && this.canTakeReply()
+    const readServer = conversation.tls.handshaking('server') || (!server.lines.waiting && this.canTakeReply())
     if (readServer) server.resume()
     else server.pause()
   }

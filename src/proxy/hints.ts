@@ -30,6 +30,8 @@ export function hintFor(reason: FailureReason, advertised: string | null, cls: A
       return `the server's passive reply names ${advertised ?? 'an address'} (${cls ?? 'unknown'}), which the proxy does not dial by default: if that address really serves the server's data ports, list its network in --upstream-data-networks (and allow ports below 1024 with --upstream-data-low-ports); otherwise ${SERVER_FIX}`
     case 'lease_limit':
       return 'this session or client address holds as many passive ports as allowed: raise --max-leases-per-session or --max-leases-per-client if clients legitimately open several data connections at once'
+    case 'tls_handshake':
+      return "a TLS handshake on the data connection failed: look at the log line's error (no common protocol version, a certificate rejected, a session not resumed: vsftpd's require_ssl_reuse needs the data connection to resume the control connection's session)"
     case 'data_idle':
       return 'no byte moved on the data connection, or the server sent no final reply, for --data-idle-timeout: a stalled peer or a dead path between proxy and server'
   }

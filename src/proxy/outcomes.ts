@@ -16,13 +16,16 @@ export const FAILURE_REASONS = [
   'lease_limit',
   // No byte moved on a data connection for --data-idle-timeout, or its final reply never came.
   'data_idle',
+  // A TLS handshake on a data connection failed (either side), or a client's did not resume its
+  // control session under --client-data-tls-reuse required.
+  'tls_handshake',
 ] as const
 export type FailureReason = (typeof FAILURE_REASONS)[number]
 
 export const CANCEL_REASONS = ['replaced', 'aborted', 'refused', 'closed'] as const
 export type CancelReason = (typeof CANCEL_REASONS)[number]
 
-export const COMMAND_REFUSALS = ['bounce', 'malformed', 'epsv_all', 'unsupported', 'tls'] as const
+export const COMMAND_REFUSALS = ['bounce', 'malformed', 'epsv_all', 'unsupported', 'tls', 'tls_required'] as const
 export type CommandRefusal = (typeof COMMAND_REFUSALS)[number]
 
 export const SESSION_REJECT_REASONS = ['upstream_unreachable', 'limit', 'acl'] as const
@@ -34,3 +37,11 @@ export type LeaseOutcome =
   | { readonly result: 'cancelled'; readonly reason: CancelReason }
 
 export type Direction = 'download' | 'upload'
+
+/** TLS handshakes: which side of the proxy, which channel, and how it went. */
+export const TLS_SIDES = ['client', 'server'] as const
+export type TlsSide = (typeof TLS_SIDES)[number]
+export const TLS_CHANNELS = ['control', 'data'] as const
+export type TlsChannel = (typeof TLS_CHANNELS)[number]
+export const TLS_RESULTS = ['ok', 'resumed', 'failed'] as const
+export type TlsResult = (typeof TLS_RESULTS)[number]

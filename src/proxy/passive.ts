@@ -13,6 +13,7 @@ import { logSafe, transferDirection, type ActiveTarget, type Command } from '../
 import { lineText } from '../protocol/line-framer.js'
 import { format227, format229, parsePassiveReply } from '../protocol/replies.js'
 import { hintFor } from './hints.js'
+import type { DataTls } from './data-tls.js'
 import { LeaseCaps } from './lease-caps.js'
 import type { FailureReason, LeaseOutcome } from './outcomes.js'
 import type { PassiveRequest } from './reply-order.js'
@@ -29,6 +30,8 @@ export interface DataSetupsOptions {
   readonly user: () => string | undefined
   /** A lease ended (or its last bytes reached the client): the session's idle clock restarts. */
   readonly onLeaseEnd: () => void
+  /** How a data connection set up now is protected (FTPS PROT P on either side). */
+  readonly dataTls: () => DataTls | undefined
 }
 
 export class DataSetups {
@@ -136,6 +139,7 @@ export class DataSetups {
 
   #newLease(port: PortLease | null, upstream: Socket | null, relay?: DataLeaseOptions['relay']): DataLease {
     const config = this.#opts.shared.config()
+    const tls = this.#opts.dataTls()
     const lease = new DataLease({
       id: this.#opts.shared.nextLeaseId(),
       port,
@@ -148,6 +152,7 @@ export class DataSetups {
       metrics: this.#opts.shared.metrics,
       log: this.#opts.log,
       onEnd: (l, outcome) => this.#onLeaseEnd(l, outcome),
+      ...(tls === undefined ? {} : { tls }),
     })
     this.#leases.add(lease)
     this.#pending = lease
@@ -157,8 +162,7 @@ export class DataSetups {
   async passiveReply(lines: readonly Buffer[], code: 227 | 229, asked: PassiveRequest | null): Promise<readonly Buffer[]> {
     const config = this.#opts.shared.config()
     const metrics = this.#opts.shared.metrics
-    // Answer in the form the client asked for: curl, ftplib and basic-ftp reject a 227 after
-    // EPSV and a 229 after PASV, whatever the server sent.
+    // The form the client asked for: curl, ftplib and basic-ftp reject a 227 after EPSV and a 229 after PASV.
     const form: 227 | 229 | 'active' = asked?.form ?? code
     const serverText = lines.map(lineText).join('\n')
     let endpoint

@@ -19,8 +19,15 @@ export type Expect =
   | { readonly type: 'greeting' }
   /** A command passed on; its reply streams through. */
   | { readonly type: 'plain' }
-  /** FEAT: its reply streams through without the features the proxy does not carry (TLS). */
-  | { readonly type: 'feat' }
+  /**
+   * FEAT: its reply streams through without the server's TLS features (AUTH, PBSZ, PROT are
+   * the proxy's to offer); with `tls`, the proxy's own are added.
+   */
+  | { readonly type: 'feat'; readonly tls: boolean }
+  /** The server's reply to the AUTH TLS the proxy sent for the client's; `secured` once its TLS is on. */
+  | { type: 'auth'; secured: boolean }
+  /** A command of the proxy's own (AUTH, PBSZ, PROT toward the server): its reply goes to `onReply`, never to the client. */
+  | { readonly type: 'internal'; readonly onReply: (code: number) => void }
   /** PASV, EPSV, or PORT/EPRT made passive toward the server: the client gets `form`. */
   | PassiveRequest
   /** A transfer command on a lease; `preliminary` once the server sent its 1xx. */
@@ -60,6 +67,7 @@ interface Reading {
   readonly whole: boolean
   readonly lines: Buffer[]
   bytes: number
+  readonly multiLine: boolean
 }
 
 export interface ReplyOrderOptions {
@@ -140,8 +148,10 @@ export class ReplyOrder {
   }
 
   /** A reply of the proxy's own, behind the replies to every earlier command. */
-  local(expect: Expect, bytes: Buffer): void {
-    this.finish(this.#slot(expect), [bytes])
+  local(expect: Expect, bytes: Buffer): Slot {
+    const slot = this.#slot(expect)
+    this.finish(slot, [bytes])
+    return slot
   }
 
   /** Adds bytes for the client to a slot. */
@@ -206,7 +216,7 @@ export class ReplyOrder {
         return
       }
       const slot = this.#awaiting[0] ?? this.#slot(UNSOLICITED)
-      r = { slot, code: start.code, whole: readWhole(slot.expect, start.code), lines: [], bytes: 0 }
+      r = { slot, code: start.code, whole: readWhole(slot.expect, start.code), lines: [], bytes: 0, multiLine: start.opens }
       last = !start.opens
       if (!last) this.#reading = r
     } else {
@@ -218,8 +228,10 @@ export class ReplyOrder {
       r.bytes += line.length
       if (r.bytes > this.#opts.maxReplyBytes) throw new LineTooLongError(this.#opts.maxReplyBytes)
       r.lines.push(line)
-    } else if (!(r.slot.expect.type === 'feat' && TLS_FEATURE.test(text))) {
+    } else if (r.slot.expect.type !== 'feat') {
       this.pass(r.slot, [line])
+    } else if (!TLS_FEATURE.test(text)) {
+      this.pass(r.slot, last && r.slot.expect.tls && r.code === 211 ? withTlsFeatures(line, r.multiLine) : [line])
     }
     if (!last) return
     // RFC 959 4.2: 1yz replies are preliminary; the command is answered by the next final one.
@@ -293,7 +305,17 @@ export class ReplyOrder {
  * (held until the data has drained). Everything else streams through line by line.
  */
 function readWhole(expect: Expect, code: number): boolean {
+  if (expect.type === 'internal' || expect.type === 'auth') return true
   if (code === 227 || code === 229) return true
   if (expect.type === 'passive') return true
   return expect.type === 'transfer' && code >= 200
+}
+
+// RFC 4217 6: the features a client looks for before AUTH TLS.
+const TLS_FEATURES = Buffer.from(' AUTH TLS\r\n PBSZ\r\n PROT\r\n')
+
+/** The last line of a 211 FEAT reply with the proxy's TLS features before it (a one-line 211 made multi-line). */
+function withTlsFeatures(last: Buffer, multiLine: boolean): Buffer[] {
+  if (multiLine) return [TLS_FEATURES, last]
+  return [Buffer.from('211-Features:\r\n'), TLS_FEATURES, Buffer.from('211 End\r\n')]
 }

@@ -6,6 +6,7 @@ import ipaddr from 'ipaddr.js'
 import type { Logger } from 'pino'
 import type { Config, Endpoint } from '../config-types.js'
 import { clientKey, normalizeAddress, ownAddresses } from '../net/address-policy.js'
+import { loadTlsSettings } from '../net/tls.js'
 import { PortPool } from '../net/port-pool.js'
 import { createMetrics, type ProxyMetrics } from '../observe/metrics.js'
 import { UpstreamReadiness } from '../observe/readiness.js'
@@ -58,6 +59,11 @@ export class ProxyServer {
       nextLeaseId: () => ++this.#leaseSeq,
       clientLeases: new Map(),
       ownAddresses: () => this.#ownAddresses(),
+      // Certificates are read once, here: a file that cannot be used stops the start (ConfigError).
+      tls: loadTlsSettings(options.config),
+    }
+    if (options.config.upstreamTlsInsecure) {
+      this.logger.warn("--upstream-tls-insecure: the FTP server's certificate is not checked; anyone between the proxy and the server can read and change the session")
     }
   }
 
@@ -73,7 +79,9 @@ export class ProxyServer {
   reload(next: Config): { ok: true } | { ok: false; reason: string } {
     const cur = this.#config
     const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
-    for (const key of ['listen', 'passivePorts', 'metricsListen'] as const) {
+    // The certificates and the TLS checks are read at start (SessionContext.tls).
+    const atStart = ['listen', 'passivePorts', 'metricsListen', 'tlsCert', 'tlsKey', 'clientTls', 'upstreamCa', 'upstreamTlsServername', 'upstreamTlsInsecure'] as const
+    for (const key of atStart) {
       if (!same(cur[key], next[key])) return { ok: false, reason: `${key} cannot change without a restart` }
     }
     if (!same(cur.upstream, next.upstream)) this.#dataMemory.lastAnswered = null

@@ -2,6 +2,7 @@
 // this one, and the bounds on what it holds.
 
 import type { Config } from '../config-types.js'
+import type { TlsSettings } from '../net/tls.js'
 import type { PortPool } from '../net/port-pool.js'
 import type { ProxyMetrics } from '../observe/metrics.js'
 
@@ -41,6 +42,8 @@ export interface SessionContext {
   readonly clientLeases: Map<string, number>
   /** The proxy host's own addresses, never dialled for data by default. */
   readonly ownAddresses: () => ReadonlySet<string>
+  /** FTPS: the proxy's certificate and the checks toward the server (null: no TLS anywhere, as in tests). */
+  readonly tls?: TlsSettings
   readonly limits?: SessionLimits
 }
 

@@ -4,46 +4,17 @@
 // data has been relayed and its final reply has passed (basic-ftp's TransferResolver).
 
 import type net from 'node:net'
-import type { Logger } from 'pino'
 import { normalizeAddress } from '../net/address-policy.js'
 import { Deadline } from '../deadline.js'
 import { connectTo } from '../net/dial.js'
 import { closeAfterTail, relayLegs, resetLeg } from './data-relay.js'
 import { DataMeter } from './data-meter.js'
-import type { PortLease } from '../net/port-pool.js'
-import type { ProxyMetrics } from '../observe/metrics.js'
+import { protectLegs } from './data-tls.js'
+import type { DataLeaseOptions, DrainResult } from './lease-options.js'
+
+export type { DataLeaseOptions, DrainResult } from './lease-options.js'
 import type { Direction, FailureReason, LeaseOutcome } from './outcomes.js'
 import { transferDirection, type Command } from '../protocol/commands.js'
-
-export interface DataLeaseOptions {
-  readonly id: number
-  /**
-   * The pool port: the client connects to it (passive), or the server does (relay); null when
-   * the proxy dials the client itself (active mode made passive toward the server).
-   */
-  readonly port: PortLease | null
-  /** The server leg, dialled before the lease; null in relay mode, where the server connects in. */
-  readonly upstream: net.Socket | null
-  /** Relay mode: the server's address (the only one accepted on the port) and where to dial the client. */
-  readonly relay?: {
-    readonly serverAddress: string
-    readonly client: { readonly host: string; readonly port: number; readonly localAddress: string; readonly timeoutMs: number }
-  }
-  /** The control client's IP: the only address allowed to connect (RFC 2577 port stealing). */
-  readonly clientAddress: string
-  readonly acceptTimeoutMs: number
-  /** No byte moved on either leg this long, or no final reply this long after the data: failed{data_idle}. */
-  readonly dataIdleTimeoutMs: number
-  /** After a finished transfer, how long the client's leg may stay open before it is destroyed. */
-  readonly closeTimeoutMs: number
-  readonly metrics: ProxyMetrics
-  readonly log: Logger
-  /** Called once when the lease ends. */
-  readonly onEnd: (lease: DataLease, outcome: LeaseOutcome) => void
-}
-
-/** How the data carried by a lease went, for the 226 held back until the client leg drained. */
-export type DrainResult = 'ok' | 'failed' | 'not_connected'
 
 export class DataLease {
   readonly id: number
@@ -254,9 +225,17 @@ export class DataLease {
         this.fail('client_timeout')
       })
     }
-    this.#client = socket
+    // PROT P on a side: that side's leg is TLS (data-tls.ts).
+    const legs = protectLegs(socket, this.#upstream as net.Socket, this.#opts.tls, (err) => {
+      this.#error ??= err
+      this.fail('tls_handshake')
+    })
+    this.#client = legs.client
+    // A TLS server leg's errors after its handshake (the TCP one's are recorded already).
+    if (legs.upstream !== this.#upstream) legs.upstream.on('error', (err) => (this.#error ??= err))
+    this.#upstream = legs.upstream
     this.#startedAt = performance.now()
-    relayLegs(socket, this.#upstream as net.Socket, {
+    relayLegs(legs.client, legs.upstream, {
       onError: (err) => {
         this.#error ??= err
       },
@@ -265,7 +244,7 @@ export class DataLease {
       onFinish: () => this.#onFinish(),
     })
     this.#meter.start()
-    socket.resume()
+    legs.client.resume()
   }
 
   // Called when either leg has been handed its last byte and our FIN.

@@ -13,7 +13,14 @@ const OPEN: CommandState = {
   activeMode: 'passive',
   clientAddress: '127.0.0.1',
   serverFamily: 4,
+  clientTls: 'off',
+  clientSecure: false,
 }
+// FTPS toward the client: offered (before and after AUTH TLS), and required.
+const TLS_OFFERED: CommandState = { ...OPEN, clientTls: 'optional' }
+const TLS_ON: CommandState = { ...TLS_OFFERED, clientSecure: true }
+const TLS_REQUIRED: CommandState = { ...OPEN, clientTls: 'required' }
+const TLS_REQUIRED_ON: CommandState = { ...TLS_REQUIRED, clientSecure: true }
 const EPSV_ALL: CommandState = { ...OPEN, epsvAll: true }
 const PENDING: CommandState = { ...OPEN, leasePending: true }
 const ENDING: CommandState = { ...OPEN, ending: true }
@@ -35,7 +42,32 @@ const rows: Row[] = [
   ['open', OPEN, 'FEAT', { type: 'forward', reply: 'feat' }],
   ['open', OPEN, 'ABOR', { type: 'abort', send: 'ABOR\r\n' }],
   ['pending', PENDING, 'ABOR', { type: 'abort', send: 'ABOR\r\n' }],
-  // TLS is not carried: answered at once.
+  // FTPS with the client side on (RFC 4217): AUTH upgrades; PBSZ and PROT are the proxy's to answer.
+  ['tls offered', TLS_OFFERED, 'AUTH TLS', { type: 'auth' }],
+  ['tls offered', TLS_OFFERED, 'AUTH SSL', { type: 'auth' }],
+  ['tls offered', TLS_OFFERED, 'AUTH tls-c', { type: 'auth' }],
+  ['tls offered', TLS_OFFERED, 'AUTH GSSAPI', { type: 'refuse', reason: 'unsupported', text: /^504 AUTH mechanism not supported/ }],
+  ['tls offered', TLS_OFFERED, 'AUTH', { type: 'refuse', reason: 'unsupported', text: /^504 AUTH needs a mechanism/ }],
+  ['tls offered', TLS_OFFERED, 'PBSZ 0', { type: 'reply', text: /^503 PBSZ needs AUTH TLS first/ }],
+  ['tls offered', TLS_OFFERED, 'PROT P', { type: 'reply', text: /^503 PROT needs AUTH TLS first/ }],
+  ['tls offered', TLS_OFFERED, 'USER anonymous', { type: 'forward', reply: 'plain' }, { user: 'anonymous' }],
+  ['tls on', TLS_ON, 'AUTH TLS', { type: 'reply', text: /^503 TLS is already on/ }],
+  ['tls on', TLS_ON, 'PBSZ 0', { type: 'reply', text: '200 PBSZ=0' }],
+  ['tls on', TLS_ON, 'PROT P', { type: 'reply', text: '200 Protection level set to P.' }, { prot: 'P' }],
+  ['tls on', TLS_ON, 'prot c', { type: 'reply', text: '200 Protection level set to C.' }, { prot: 'C' }],
+  ['tls on', TLS_ON, 'PROT S', { type: 'reply', text: /^536 / }],
+  ['tls on', TLS_ON, 'PROT X', { type: 'refuse', reason: 'malformed', text: /^504 PROT takes C or P/ }],
+  ['tls on', TLS_ON, 'RETR f', { type: 'forward', reply: 'plain' }],
+  // --client-tls required: nothing reaches the server before AUTH TLS, USER included.
+  ['tls required', TLS_REQUIRED, 'USER anonymous', { type: 'refuse', reason: 'tls_required', text: /^530 / }],
+  ['tls required', TLS_REQUIRED, 'PASS secret', { type: 'refuse', reason: 'tls_required', text: /^530 / }],
+  ['tls required', TLS_REQUIRED, 'PASV', { type: 'refuse', reason: 'tls_required', text: /^530 / }],
+  ['tls required', TLS_REQUIRED, 'AUTH TLS', { type: 'auth' }],
+  ['tls required', TLS_REQUIRED, 'FEAT', { type: 'forward', reply: 'feat' }],
+  ['tls required', TLS_REQUIRED, 'QUIT', { type: 'forward', reply: 'plain' }, { quit: true }],
+  ['tls required, on', TLS_REQUIRED_ON, 'USER anonymous', { type: 'forward', reply: 'plain' }, { user: 'anonymous' }],
+  ['tls required, ending', { ...TLS_REQUIRED, ending: true }, 'AUTH TLS', { type: 'drop' }],
+  // --client-tls off: TLS is not carried, answered at once.
   ['open', OPEN, 'AUTH TLS', { type: 'refuse', reason: 'tls', text: /^502 AUTH / }],
   ['open', OPEN, 'AUTH SSL', { type: 'refuse', reason: 'tls', text: /^502 AUTH / }],
   ['open', OPEN, 'PBSZ 0', { type: 'refuse', reason: 'tls', text: /^502 PBSZ / }],

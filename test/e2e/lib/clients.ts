@@ -72,13 +72,15 @@ export interface CurlOptions {
   url: string;
   mode: CurlMode;
   timeoutMs?: number;
+  /** More curl arguments (FTPS: --ssl-reqd, --cacert, --tls-max). */
+  extra?: string[];
 }
 
 async function curl(opts: CurlOptions, extra: string[]): Promise<ClientResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
   // -q first: ignore any ~/.curlrc. -v: the trace that `sent` is read from.
   const limits = ['--connect-timeout', String(CLIENT_TIMEOUT_S), '--max-time', String(Math.ceil(timeoutMs / 1000))]
-  const args = ['-q', '-sS', '-v', ...limits, ...CURL_MODE_ARGS[opts.mode], ...extra, opts.url]
+  const args = ['-q', '-sS', '-v', ...limits, ...CURL_MODE_ARGS[opts.mode], ...(opts.extra ?? []), ...extra, opts.url]
   const res = await runProcess('curl', args, { timeoutMs: timeoutMs + 2000 })
   return { ...res, sent: sentCommands(res.stderr, /^> (.+)$/) }
 }
@@ -119,6 +121,10 @@ export type FtplibMode = 'pasv' | 'epsv'
 export interface FtplibOptions extends FtpLogin {
   mode: FtplibMode;
   timeoutMs?: number;
+  /** FTPS: ftplib.FTP_TLS trusting `cafile`, then PROT P (`prot`, default 'P') before the transfer. */
+  tls?: { cafile: string; prot?: 'P' | 'C' };
+  /** How many times the operation runs in the one session (default 1). */
+  times?: number;
 }
 
 const FTPLIB_SCRIPT = fileURLToPath(new URL('./ftplib_client.py', import.meta.url))
@@ -140,6 +146,8 @@ async function ftplib(
     remote,
     local,
     timeout: CLIENT_TIMEOUT_S,
+    tls: opts.tls ?? null,
+    times: opts.times ?? 1,
   }
   const res = await runProcess('python3', [FTPLIB_SCRIPT, JSON.stringify(request)], { timeoutMs })
   return { ...res, sent: sentCommands(res.stderr, /^\*cmd\* '(.+)'$/) }

@@ -55,7 +55,15 @@ const STOP_TIMEOUT_MS = 5_000
  * too many connections from your internet address" (checked here), and behind the proxy every
  * session comes from one address; a session's process may outlive its QUIT for a moment.
  */
-export function startVsftpd(opts: ServerPorts & { pasvAddress?: string }): Promise<FtpServer> {
+/** vsftpd's FTPS settings: its certificate, and whether anonymous sessions must use TLS on control and data. */
+export interface VsftpdTls {
+  readonly cert: string
+  readonly key: string
+  /** force_anon_logins_ssl and force_anon_data_ssl: a clear session or data connection is refused. */
+  readonly required: boolean
+}
+
+export function startVsftpd(opts: ServerPorts & { pasvAddress?: string; tls?: VsftpdTls }): Promise<FtpServer> {
   return startIn('vsftpd', opts.port, async (tmp) => {
     // vsftpd refuses a writable chroot root: root-owned 755 with a world-writable upload/.
     const root = join(tmp, 'root')
@@ -93,6 +101,18 @@ export function startVsftpd(opts: ServerPorts & { pasvAddress?: string }): Promi
       `pasv_min_port=${opts.pasvMin}`,
       `pasv_max_port=${opts.pasvMax}`,
       ...(opts.pasvAddress === undefined ? [] : [`pasv_address=${opts.pasvAddress}`, 'pasv_addr_resolve=NO']),
+      ...(opts.tls === undefined
+        ? []
+        : [
+            'ssl_enable=YES',
+            `rsa_cert_file=${opts.tls.cert}`,
+            `rsa_private_key_file=${opts.tls.key}`,
+            'allow_anon_ssl=YES',
+            `force_anon_logins_ssl=${opts.tls.required ? 'YES' : 'NO'}`,
+            `force_anon_data_ssl=${opts.tls.required ? 'YES' : 'NO'}`,
+            // The default, said out loud: a data connection must resume the control session.
+            'require_ssl_reuse=YES',
+          ]),
     ]
     const confPath = join(tmp, 'vsftpd.conf')
     await writeFile(confPath, conf.join('\n') + '\n')

@@ -1,0 +1,146 @@
+// TLS for FTPS (RFC 4217), as sockets see it: the proxy's certificate toward clients, the checks
+// toward the server, and one handshake on an existing connection in either role with a deadline.
+// RFC 4217's roles follow the FTP roles, not the TCP direction: toward a client the proxy is
+// always the TLS server, toward the server always the TLS client, control and data alike.
+
+import { readFileSync } from 'node:fs'
+import net from 'node:net'
+import tls from 'node:tls'
+import type { Config } from '../config-types.js'
+import { Deadline } from '../deadline.js'
+import { ConfigError } from '../errors.js'
+
+export interface TlsSettings {
+  /** The proxy's certificate for FTPS clients; null when the client side is off. */
+  readonly clientSide: ClientTlsSide | null
+  /** How the proxy checks the server: the same on the control and every data connection. */
+  readonly server: ServerTlsOptions
+}
+
+/**
+ * The proxy as TLS server toward clients: its certificate, and a session cache shared by every
+ * connection, so that a client's data connection can resume its control connection's session
+ * by TLS 1.3 ticket or by TLS 1.2 session id (curl's way under TLS 1.2). The tls.Server never
+ * listens: it only carries the cache events for the sockets made on it.
+ */
+export interface ClientTlsSide {
+  readonly context: tls.SecureContext
+  readonly server: tls.Server
+}
+
+// TLS 1.2 sessions kept for resumption: ~0.5 KiB each; the oldest go first. OpenSSL itself
+// refuses one older than the context's session timeout (300 s by default).
+const MAX_CACHED_SESSIONS = 10_000
+
+export interface ServerTlsOptions {
+  /**
+   * SNI and the name checked; undefined for an IP upstream. The same on every connection to the
+   * server: a different SNI defeats TLS 1.3 resumption, which vsftpd requires on data.
+   */
+  readonly servername: string | undefined
+  /** The upstream host, for the certificate check when there is no servername (an IP). */
+  readonly host: string
+  readonly ca: string | undefined
+  readonly rejectUnauthorized: boolean
+}
+
+/** Reads the certificate files once; a file that cannot be read or used is a ConfigError. */
+export function loadTlsSettings(config: Config, read: (path: string) => string = (p) => readFileSync(p, 'utf8')): TlsSettings {
+  const file = (key: string, path: string): string => {
+    try {
+      return read(path)
+    } catch (err) {
+      throw new ConfigError(key, `cannot read ${path}: ${(err as Error).message}`)
+    }
+  }
+  let clientSide: ClientTlsSide | null = null
+  if (config.clientTls !== 'off' && config.tlsCert !== null && config.tlsKey !== null) {
+    const cert = file('tlsCert', config.tlsCert)
+    const key = file('tlsKey', config.tlsKey)
+    try {
+      const context = tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2' })
+      clientSide = { context, server: sessionCache(tls.createServer({ secureContext: context })) }
+    } catch (err) {
+      throw new ConfigError('tlsCert', `${config.tlsCert} and ${config.tlsKey} do not make a usable certificate: ${(err as Error).message}`)
+    }
+  }
+  const host = config.upstream.host
+  return {
+    clientSide,
+    server: {
+      servername: config.upstreamTlsServername ?? (net.isIP(host) === 0 ? host : undefined),
+      host,
+      ca: config.upstreamCa === null ? undefined : file('upstreamCa', config.upstreamCa),
+      rejectUnauthorized: !config.upstreamTlsInsecure,
+    },
+  }
+}
+
+/** A TLS socket on an existing connection, and its handshake: resolves when secure, rejects on failure or the deadline. */
+export interface Handshake {
+  readonly socket: tls.TLSSocket
+  readonly secure: Promise<void>
+}
+
+/** The proxy as TLS server on `socket` (toward an FTP client). */
+export function acceptTls(socket: net.Socket, side: ClientTlsSide, timeoutMs: number): Handshake {
+  const t = serverSocket(socket, side)
+  return { socket: t, secure: handshake(t, 'secure', timeoutMs) }
+}
+
+/** A TLS server socket on `socket` with the proxy's certificate and session cache. */
+export function serverSocket(socket: net.Socket, side: ClientTlsSide): tls.TLSSocket {
+  return new tls.TLSSocket(socket, { isServer: true, secureContext: side.context, server: side.server })
+}
+
+function sessionCache(server: tls.Server): tls.Server {
+  const sessions = new Map<string, Buffer>()
+  server.on('newSession', (id: Buffer, data: Buffer, done: () => void) => {
+    sessions.set(id.toString('hex'), data)
+    if (sessions.size > MAX_CACHED_SESSIONS) sessions.delete(sessions.keys().next().value as string)
+    done()
+  })
+  server.on('resumeSession', (id: Buffer, done: (err: Error | null, data: Buffer | null) => void) => {
+    done(null, sessions.get(id.toString('hex')) ?? null)
+  })
+  return server
+}
+
+/** The proxy as TLS client on `socket` (toward the FTP server), resuming `session` when given. */
+export function connectTls(socket: net.Socket, options: ServerTlsOptions, session: Buffer | undefined, timeoutMs: number): Handshake {
+  const t = tls.connect({
+    socket,
+    ...(options.servername === undefined ? {} : { servername: options.servername }),
+    ...(options.ca === undefined ? {} : { ca: options.ca }),
+    ...(session === undefined ? {} : { session }),
+    rejectUnauthorized: options.rejectUnauthorized,
+    minVersion: 'TLSv1.2',
+    // An IP upstream has no SNI; its certificate is checked against the IP.
+    checkServerIdentity: (name, cert) => tls.checkServerIdentity(options.servername ?? options.host ?? name, cert),
+  })
+  return { socket: t, secure: handshake(t, 'secureConnect', timeoutMs) }
+}
+
+function handshake(t: tls.TLSSocket, event: 'secure' | 'secureConnect', timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const deadline = new Deadline(timeoutMs, () => {
+      t.destroy(Object.assign(new Error(`TLS handshake not done within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
+    })
+    const onError = (err: Error): void => {
+      deadline.cancel()
+      reject(err)
+    }
+    t.once('error', onError)
+    t.once('close', () => onError(new Error('the connection closed during the TLS handshake')))
+    t.once(event, () => {
+      deadline.cancel()
+      t.off('error', onError)
+      resolve()
+    })
+  })
+}
+
+/** Protocol and cipher of a secure socket, for the logs. */
+export function tlsDescription(t: tls.TLSSocket): { readonly version: string | null; readonly cipher: string | null; readonly resumed: boolean } {
+  return { version: t.getProtocol(), cipher: t.getCipher()?.name ?? null, resumed: t.isSessionReused() }
+}

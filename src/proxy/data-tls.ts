@@ -1,0 +1,98 @@
+// Protected data connections (RFC 4217 9, PROT P): each data leg is TLS when its side asked for
+// P. Toward the client the proxy is the TLS server, and may demand that the handshake resume the
+// client's control session (--client-data-tls-reuse required: a stolen data port yields nothing);
+// toward the server it is the TLS client and resumes its own control session with the server,
+// which vsftpd requires (require_ssl_reuse). The pre-dial before the 227 stays a TCP check: a
+// handshake that fails later ends the transfer as tls_handshake.
+
+import type net from 'node:net'
+import tls from 'node:tls'
+import { Deadline } from '../deadline.js'
+import { serverSocket, type ClientTlsSide, type ServerTlsOptions } from '../net/tls.js'
+import type { ProxyMetrics } from '../observe/metrics.js'
+import { markTlsOver } from './data-relay.js'
+
+export interface DataTls {
+  /** The client's leg: the proxy's context, and whether the handshake must resume. */
+  readonly client: { readonly side: ClientTlsSide; readonly requireReuse: boolean } | null
+  /** The server's leg: how to check it, and the control session to resume. */
+  readonly server: { readonly options: ServerTlsOptions; readonly session: Buffer | undefined } | null
+  readonly timeoutMs: number
+  readonly metrics: ProxyMetrics
+}
+
+/**
+ * The legs a relay runs on: TLS sockets over the TCP ones where a side is protected. A failed
+ * handshake, a client that does not resume when it must, or the deadline calls `onFail` once,
+ * before the legs close; the TLS socket is then destroyed.
+ */
+export function protectLegs(
+  client: net.Socket,
+  upstream: net.Socket,
+  dataTls: DataTls | undefined,
+  onFail: (err: Error) => void,
+): { readonly client: net.Socket; readonly upstream: net.Socket } {
+  if (dataTls === undefined) return { client, upstream }
+  let failed = false
+  const counted = new WeakSet<tls.TLSSocket>()
+  const fail = (t: tls.TLSSocket, side: 'client' | 'server', err: Error): void => {
+    if (counted.has(t)) return
+    counted.add(t)
+    dataTls.metrics.tlsHandshake(side, 'data', 'failed')
+    if (!failed) onFail(err)
+    failed = true
+    t.destroy()
+  }
+  let clientLeg: net.Socket = client
+  if (dataTls.client !== null) {
+    const { side, requireReuse } = dataTls.client
+    const t = serverSocket(client, side)
+    markTlsOver(t, client)
+    watch(t, 'secure', dataTls.timeoutMs, (err) => fail(t, 'client', err), () => {
+      const resumed = t.isSessionReused()
+      if (requireReuse && !resumed) {
+        fail(t, 'client', new Error("the client's data connection did not resume its control connection's TLS session (--client-data-tls-reuse required)"))
+        return
+      }
+      dataTls.metrics.tlsHandshake('client', 'data', resumed ? 'resumed' : 'ok')
+    })
+    clientLeg = t
+  }
+  let upstreamLeg: net.Socket = upstream
+  if (dataTls.server !== null) {
+    const { options, session } = dataTls.server
+    const t = tls.connect({
+      socket: upstream,
+      ...(options.servername === undefined ? {} : { servername: options.servername }),
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      ...(session === undefined ? {} : { session }),
+      rejectUnauthorized: options.rejectUnauthorized,
+      minVersion: 'TLSv1.2',
+      checkServerIdentity: (name, cert) => tls.checkServerIdentity(options.servername ?? options.host ?? name, cert),
+    })
+    markTlsOver(t, upstream)
+    watch(t, 'secureConnect', dataTls.timeoutMs, (err) => fail(t, 'server', err), () => {
+      dataTls.metrics.tlsHandshake('server', 'data', t.isSessionReused() ? 'resumed' : 'ok')
+    })
+    upstreamLeg = t
+  }
+  return { client: clientLeg, upstream: upstreamLeg }
+}
+
+/** Calls `onSecure` when the handshake is done, or `onFail` first (an error, a close, the deadline). */
+function watch(t: tls.TLSSocket, event: 'secure' | 'secureConnect', timeoutMs: number, onFail: (err: Error) => void, onSecure: () => void): void {
+  let secure = false
+  const deadline = new Deadline(timeoutMs, () => onFail(new Error(`TLS handshake not done within ${timeoutMs} ms`)))
+  t.once(event, () => {
+    secure = true
+    deadline.cancel()
+    onSecure()
+  })
+  // Registered before the relay's own listeners: the reason is known before the legs close.
+  t.on('error', (err) => {
+    if (secure) return
+    deadline.cancel()
+    onFail(err)
+  })
+  t.once('close', () => deadline.cancel())
+}

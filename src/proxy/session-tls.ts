@@ -1,0 +1,154 @@
+// FTPS for one session (RFC 4217): which side's control connection is TLS, each side's data
+// protection (PROT), the server's latest TLS session (data connections resume it), and the two
+// upgrades, each a swap of a control leg for a TLS socket built on it (ControlLeg.swap). The
+// order of commands around them is the conversation's (conversation.ts).
+
+import type { Duplex } from 'node:stream'
+import type net from 'node:net'
+import type { TLSSocket } from 'node:tls'
+import type { Logger } from 'pino'
+import type { Config } from '../config-types.js'
+import { acceptTls, connectTls, tlsDescription, type TlsSettings } from '../net/tls.js'
+import type { ProxyMetrics } from '../observe/metrics.js'
+import type { Protection } from './command-policy.js'
+import type { DataTls } from './data-tls.js'
+
+export interface SessionTlsOptions {
+  readonly settings: TlsSettings | undefined
+  readonly config: () => Config
+  readonly metrics: ProxyMetrics
+  readonly log: Logger
+  /** Replaces a control leg's stream (ControlSession.swapLeg). */
+  readonly swap: (leg: 'client' | 'server', make: (unread: Buffer, old: Duplex) => Duplex) => void
+}
+
+export class SessionTls {
+  readonly #opts: SessionTlsOptions
+  #clientSecure = false
+  #serverSecure = false
+  #clientProt: Protection = 'C'
+  #serverProt: Protection = 'C'
+  /** A control leg's handshake runs: that leg is read whatever flow control says, or it would stall. */
+  readonly #handshaking = { client: false, server: false }
+  /** The newest TLS session the server gave the proxy's control connection (TLS 1.3 tickets come after the handshake). */
+  #serverSession: Buffer | undefined
+
+  constructor(opts: SessionTlsOptions) {
+    this.#opts = opts
+  }
+
+  /** Whether `leg`'s TLS handshake is under way (flow-control.ts reads it then). */
+  handshaking(leg: 'client' | 'server'): boolean {
+    return this.#handshaking[leg]
+  }
+
+  get clientSecure(): boolean {
+    return this.#clientSecure
+  }
+
+  get serverSecure(): boolean {
+    return this.#serverSecure
+  }
+
+  /** The client's PROT (C until it says P). */
+  get clientProt(): Protection {
+    return this.#clientProt
+  }
+
+  set clientProt(prot: Protection) {
+    this.#clientProt = prot
+  }
+
+  /** The proxy's PROT toward the server, once the server accepted it. */
+  get serverProt(): Protection {
+    return this.#serverProt
+  }
+
+  set serverProt(prot: Protection) {
+    this.#serverProt = prot
+  }
+
+  /**
+   * Whether the client's AUTH TLS needs the server's TLS first: under mirror, a client that asks
+   * for TLS is never carried on in clear (under required the server's is on from the greeting).
+   */
+  get serverFirst(): boolean {
+    return this.#opts.config().upstreamTls === 'mirror' && !this.#serverSecure
+  }
+
+  /** Makes the server's control leg TLS; resolves once the handshake is done, rejects if it fails. */
+  async secureServer(): Promise<void> {
+    const settings = this.#opts.settings
+    if (settings === undefined) throw new Error('TLS is not set up in this proxy')
+    let handshake: Promise<void> | undefined
+    let socket: TLSSocket | undefined
+    this.#opts.swap('server', (unread, old) => {
+      if (unread.length > 0) old.unshift(unread)
+      const h = connectTls(old as net.Socket, settings.server, undefined, this.#opts.config().tlsHandshakeTimeoutMs)
+      h.socket.on('session', (session: Buffer) => {
+        this.#serverSession = session
+      })
+      handshake = h.secure
+      socket = h.socket
+      // Set before the swap's flow pass, so that the new leg is read from the start.
+      this.#handshaking.server = true
+      return h.socket
+    })
+    try {
+      await handshake
+    } catch (err) {
+      this.#opts.metrics.tlsHandshake('server', 'control', 'failed')
+      throw err
+    } finally {
+      this.#handshaking.server = false
+    }
+    this.#serverSecure = true
+    this.#opts.metrics.tlsHandshake('server', 'control', 'ok')
+    if (socket !== undefined) this.#opts.log.info({ side: 'server', ...tlsDescription(socket) }, 'TLS on the control connection')
+  }
+
+  /** Makes the client's control leg TLS (after its 234 is out); resolves once the handshake is done. */
+  async secureClient(): Promise<void> {
+    const side = this.#opts.settings?.clientSide ?? null
+    if (side === null) throw new Error('no certificate for clients')
+    let handshake: Promise<void> | undefined
+    let socket: TLSSocket | undefined
+    this.#opts.swap('client', (unread, old) => {
+      // Bytes the client sent after AUTH TLS are its ClientHello: they belong to TLS, never to
+      // the command reader (no command sent in clear after AUTH is ever taken).
+      if (unread.length > 0) old.unshift(unread)
+      const h = acceptTls(old as net.Socket, side, this.#opts.config().tlsHandshakeTimeoutMs)
+      handshake = h.secure
+      socket = h.socket
+      // Set before the swap's flow pass, so that the new leg is read from the start.
+      this.#handshaking.client = true
+      return h.socket
+    })
+    try {
+      await handshake
+    } catch (err) {
+      this.#opts.metrics.tlsHandshake('client', 'control', 'failed')
+      throw err
+    } finally {
+      this.#handshaking.client = false
+    }
+    this.#clientSecure = true
+    this.#opts.metrics.tlsHandshake('client', 'control', 'ok')
+    if (socket !== undefined) this.#opts.log.info({ side: 'client', ...tlsDescription(socket) }, 'TLS on the control connection')
+  }
+
+  /** How a data connection set up now is protected on each side; undefined when both are clear. */
+  dataTls(): DataTls | undefined {
+    const settings = this.#opts.settings
+    if (settings === undefined) return undefined
+    const clientSide = this.#clientSecure && this.#clientProt === 'P' ? settings.clientSide : null
+    const server = this.#serverSecure && this.#serverProt === 'P'
+    if (clientSide === null && !server) return undefined
+    return {
+      client: clientSide === null ? null : { side: clientSide, requireReuse: this.#opts.config().clientDataTlsReuse === 'required' },
+      server: server ? { options: settings.server, session: this.#serverSession } : null,
+      timeoutMs: this.#opts.config().tlsHandshakeTimeoutMs,
+      metrics: this.#opts.metrics,
+    }
+  }
+}
