@@ -547,7 +547,7 @@ t.test('FTPS settings', async (t) => {
   t.equal(load([...UP, ...both, '--client-tls', 'required']).clientTls, 'required')
   t.throws(() => load([...UP, '--client-tls', 'optional']), { setting: 'clientTls', message: /needs a certificate/ })
   t.throws(() => load([...UP, '--tls-cert', 'c.pem']), { setting: 'tlsKey', message: /together/ })
-  t.throws(() => load([...UP, ...both, '--upstream-tls', 'maybe']), { setting: 'upstreamTls' })
+  t.throws(() => load([...UP, ...both, '--upstream-tls', 'maybe']), { setting: 'upstreamTls', message: /upstreamTls/ })
   t.equal(load([...UP, '--upstream-tls', 'required', '--upstream-tls-insecure']).upstreamTlsInsecure, true)
   t.equal(load([...UP, '--tls-handshake-timeout', '3s']).tlsHandshakeTimeoutMs, 3000)
   t.equal(load(UP, { FTP_PROXY_CLIENT_DATA_TLS_REUSE: 'required' }).clientDataTlsReuse, 'required')

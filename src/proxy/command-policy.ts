@@ -71,6 +71,10 @@ export function decideCommand(
     return refuse('tls_required', '530 This proxy requires TLS: send AUTH TLS first.')
   }
   if (state.clientTls !== 'off' && (verb === 'AUTH' || verb === 'PBSZ' || verb === 'PROT')) return tlsCommand(state, command)
+  // RFC 4217 12.3: CCC would put the rest of the session in clear, past a proxy that promised TLS.
+  if (verb === 'CCC') return refuse('tls', '534 CCC is refused: the control connection stays protected.')
+  // REIN would have to undo TLS on both sides at once; refused while TLS is on.
+  if (verb === 'REIN' && state.clientSecure) return refuse('tls', '502 REIN is not supported on a TLS session; reconnect instead.')
   switch (verb) {
     case 'USER':
       return { action: { type: 'forward', reply: 'plain' }, set: { user: command.arg } }

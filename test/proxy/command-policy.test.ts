@@ -58,6 +58,10 @@ const rows: Row[] = [
   ['tls on', TLS_ON, 'PROT S', { type: 'reply', text: /^536 / }],
   ['tls on', TLS_ON, 'PROT X', { type: 'refuse', reason: 'malformed', text: /^504 PROT takes C or P/ }],
   ['tls on', TLS_ON, 'RETR f', { type: 'forward', reply: 'plain' }],
+  ['tls on', TLS_ON, 'CCC', { type: 'refuse', reason: 'tls', text: /^534 CCC is refused/ }],
+  ['open', OPEN, 'CCC', { type: 'refuse', reason: 'tls', text: /^534 / }],
+  ['tls on', TLS_ON, 'REIN', { type: 'refuse', reason: 'tls', text: /^502 REIN/ }],
+  ['tls offered', TLS_OFFERED, 'REIN', { type: 'forward', reply: 'plain' }],
   // --client-tls required: nothing reaches the server before AUTH TLS, USER included.
   ['tls required', TLS_REQUIRED, 'USER anonymous', { type: 'refuse', reason: 'tls_required', text: /^530 / }],
   ['tls required', TLS_REQUIRED, 'PASS secret', { type: 'refuse', reason: 'tls_required', text: /^530 / }],
