@@ -56,7 +56,7 @@ export function relayLegs(client: net.Socket, upstream: net.Socket, hooks: Relay
   upstream.once('finish', hooks.onFinish)
 }
 
-// A TLS leg's TCP socket: a reset and the kernel's send queue are the TCP socket's.
+// A TLS leg's TCP socket: the kernel's send queue is the TCP socket's.
 const TCP_UNDER = new WeakMap<net.Socket, net.Socket>()
 
 /** Records that `tlsLeg` runs over `tcp` (data-tls.ts). */
@@ -66,10 +66,10 @@ export function markTlsOver(tlsLeg: net.Socket, tcp: net.Socket): void {
 
 /** Closes a leg with a TCP reset (RST) rather than a FIN; a no-op on a leg already closed. */
 export function resetLeg(socket: net.Socket): void {
-  const tcp = TCP_UNDER.get(socket)
-  if (tcp !== undefined) {
-    // A TLS socket cannot reset its connection itself; the TCP socket under it can.
-    resetLeg(tcp)
+  if (TCP_UNDER.has(socket)) {
+    // A TLS leg is destroyed without close_notify, which a TLS peer takes as a truncation. It
+    // cannot be reset: the TLS socket has no reset, and resetting the TCP socket under a live
+    // TLS socket crashes Node 20 (SIGSEGV; test/proxy/data-tls.test.ts).
     socket.destroy()
     return
   }

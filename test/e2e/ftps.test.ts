@@ -10,7 +10,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { makeCertificates } from '../fixtures/certs.js'
 import { metricValue, startProxy, type TestProxy } from '../fixtures/proxy.js'
-import { curlDownload, curlUpload, ftplibDownload, ftplibUpload, ftpUrl } from './lib/clients.js'
+import { readFileSync } from 'node:fs'
+import { basicFtpDownload, basicFtpUpload, curlDownload, curlUpload, ftplibDownload, ftplibUpload, ftpUrl, lftpDownload, lftpUpload } from './lib/clients.js'
 import { makeRandomFile, sha256File, startVsftpd } from './lib/servers.js'
 
 t.setTimeout(600_000)
@@ -72,10 +73,35 @@ t.test('python3 ftplib FTP_TLS with prot_p, trusting the 227: three RETR and a S
   t.equal(await sha256File(join(server.root, remote)), big.sha256, 'the server stored the same bytes')
 })
 
+t.test('basic-ftp with secure: true: RETR and STOR of 64 MiB', async (t) => {
+  const opts = { ...login(proxy), mode: 'default' as const, tls: { ca: readFileSync(certs.caCert, 'utf8') }, timeoutMs: 180_000 }
+  const out = join(tmp, 'basic.bin')
+  const down = await basicFtpDownload({ ...opts, remote: 'big.bin', out })
+  t.equal(down.code, 0, `basic-ftp downloaded: ${down.stderr.slice(-400)}`)
+  t.equal(down.sha256, big.sha256, 'the same bytes')
+  const remote = `${server.uploadDir}/basic.bin`
+  const up = await basicFtpUpload({ ...opts, local: big.path, remote })
+  t.equal(up.code, 0, `basic-ftp uploaded: ${up.stderr.slice(-400)}`)
+  t.equal(await sha256File(join(server.root, remote)), big.sha256, 'the server stored the same bytes')
+})
+
+t.test('lftp with ftp:ssl-force and ftp:ssl-protect-data: RETR and STOR of 64 MiB', async (t) => {
+  const opts = { ...login(proxy), mode: 'pasv' as const, tls: { cafile: certs.caCert }, timeoutMs: 180_000 }
+  const out = join(tmp, 'lftp.bin')
+  const down = await lftpDownload({ ...opts, remote: 'big.bin', out })
+  t.equal(down.code, 0, `lftp downloaded: ${down.stderr.slice(-400)}`)
+  t.equal(down.sha256, big.sha256, 'the same bytes')
+  t.ok(down.sent.includes('PROT P'), 'lftp protected its data')
+  const remote = `${server.uploadDir}/lftp.bin`
+  const up = await lftpUpload({ ...opts, local: big.path, remote })
+  t.equal(up.code, 0, `lftp uploaded: ${up.stderr.slice(-400)}`)
+  t.equal(await sha256File(join(server.root, remote)), big.sha256, 'the server stored the same bytes')
+})
+
 t.test('the metrics show every data leg protected, and the server side resumed', async (t) => {
   t.ok((await handshakes(proxy, 'client', 'control', 'ok')) >= 7, 'client control handshakes')
   t.ok((await handshakes(proxy, 'server', 'control', 'ok')) >= 7, 'server control handshakes')
-  t.ok((await handshakes(proxy, 'server', 'data', 'resumed')) >= 12, 'every server data leg resumed the control session (vsftpd requires it)')
+  t.ok((await handshakes(proxy, 'server', 'data', 'resumed')) >= 16, 'every server data leg resumed the control session (vsftpd requires it)')
   t.equal(await handshakes(proxy, 'server', 'data', 'ok'), 0, 'none without resumption')
   t.ok((await handshakes(proxy, 'client', 'data', 'resumed')) >= 8, "curl's data legs resumed their session with the proxy")
   t.equal(await handshakes(proxy, 'client', 'data', 'failed') + (await handshakes(proxy, 'server', 'data', 'failed')), 0, 'no data handshake failed')

@@ -85,9 +85,14 @@ t.test(`random hostile peers for ${SECONDS} s (seed ${SEED})`, async (t) => {
     concurrency: 12,
     pool: { min: 27100, max: 27139 },
     ...root,
+    // FTPS toward the clients: sessions through AUTH TLS, protected data, handshake attacks.
+    tls: true,
     log: (l) => t.comment(l),
   })
   t.comment(formatReport(report))
   for (const c of report.checks) t.ok(c.ok, `${c.name}: ${c.detail}`)
   t.ok(report.clients.sessions > 50, `the run drove hostile sessions (${report.clients.sessions})`)
+  const handshakeAttacks = (report.clients.byScenario['tls-garbage'] ?? 0) + (report.clients.byScenario['tls-silent'] ?? 0)
+  t.ok(report.clients.tlsSessions > 5, `sessions went through AUTH TLS (${report.clients.tlsSessions})`)
+  t.ok(handshakeAttacks > 3, `sessions attacked the handshake (${handshakeAttacks})`)
 })

@@ -178,6 +178,8 @@ export type BasicFtpMode = 'pasv' | 'default'
 export interface BasicFtpOptions extends FtpLogin {
   mode: BasicFtpMode;
   timeoutMs?: number;
+  /** FTPS (`secure: true`, then PBSZ 0 and PROT P), trusting the PEM CA in `ca`. */
+  tls?: { ca: string };
 }
 
 /**
@@ -200,7 +202,13 @@ async function basicFtp(opts: BasicFtpOptions, work: (client: Client) => Promise
   }, timeoutMs)
   let result: ProcessResult
   try {
-    await client.access({ host: opts.host, port: opts.port, user: opts.user, password: opts.password })
+    await client.access({
+      host: opts.host,
+      port: opts.port,
+      user: opts.user,
+      password: opts.password,
+      ...(opts.tls === undefined ? {} : { secure: true, secureOptions: { ca: opts.tls.ca } }),
+    })
     const stdout = await work(client)
     result = { code: 0, stdout, stderr: trace.join('\n'), timedOut: false }
   } catch (err) {
@@ -249,6 +257,8 @@ export type LftpMode = 'pasv' | 'epsv'
 export interface LftpOptions extends FtpLogin {
   mode: LftpMode;
   timeoutMs?: number;
+  /** FTPS: `ftp:ssl-force yes`, `ftp:ssl-protect-data yes`, trusting the PEM CA file `cafile`. */
+  tls?: { cafile: string };
 }
 
 /** An argument for lftp's command parser. */
@@ -259,8 +269,10 @@ function lftpQuote(s: string): string {
 async function lftp(opts: LftpOptions, command: string): Promise<ClientResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
   const script = [
-    // No AUTH TLS attempt first: the test servers run plain FTP.
-    'set ftp:ssl-allow no',
+    // Plain FTP: no AUTH TLS attempt first. FTPS: TLS or nothing, on control and data.
+    ...(opts.tls === undefined
+      ? ['set ftp:ssl-allow no']
+      : ['set ftp:ssl-force yes', 'set ftp:ssl-protect-data yes', `set ssl:ca-file ${lftpQuote(opts.tls.cafile)}`, 'set ssl:verify-certificate yes']),
     'set ftp:passive-mode yes',
     `set ftp:prefer-epsv ${opts.mode === 'epsv' ? 'yes' : 'no'}`,
     'set ftp:ignore-pasv-address no',
