@@ -115,8 +115,9 @@ export async function wgetDownload(opts: { url: string; out: string; timeoutMs?:
  * - 'pasv': PASV with `trust_server_pasv_ipv4_address = True` (dials the 227 address).
  * - 'epsv': EPSV only: ftplib sends EPSV when `ftp.af` is AF_INET6, and dials the control
  *   peer with the 229 port (see ftplib_client.py).
+ * - 'port': active mode, `set_pasv(False)`: PORT, ftplib accepts the data connection.
  */
-export type FtplibMode = 'pasv' | 'epsv'
+export type FtplibMode = 'pasv' | 'epsv' | 'port'
 
 export interface FtplibOptions extends FtpLogin {
   mode: FtplibMode;

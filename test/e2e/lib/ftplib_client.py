@@ -1,7 +1,7 @@
 """One FTP operation with python's ftplib, for the end-to-end tests (see clients.ts).
 
 Usage: python3 ftplib_client.py JSON
-JSON: {host, port, user, password, mode: "pasv"|"epsv", op: "download"|"upload"|"list",
+JSON: {host, port, user, password, mode: "pasv"|"epsv"|"port", op: "download"|"upload"|"list",
        remote, local, timeout, tls: null | {cafile, prot: "P"|"C"}, times}
 With tls: ftplib.FTP_TLS (AUTH TLS before login, the server's certificate checked against
 cafile), then PROT P (or C). The operation runs `times` times in the one session.
@@ -35,7 +35,10 @@ def main() -> int:
                 ftp.prot_p()
             else:
                 ftp.prot_c()
-        if a["mode"] == "epsv":
+        if a["mode"] == "port":
+            # Active mode: PORT (EPRT over IPv6); ftplib listens, the server side connects.
+            ftp.set_pasv(False)
+        elif a["mode"] == "epsv":
             # makepasv() sends EPSV (and parses the 229) only when af is AF_INET6; it then dials
             # the control connection's peer, an IPv4 address here, which create_connection
             # accepts. af is used for nothing else in passive mode.
