@@ -317,7 +317,7 @@ export class ControlSession {
     if (this.#life.phase !== 'open') return
     this.#beginEnding()
     this.#replies.serverGone()
-    if (final !== undefined) this.#conversation.local(final)
+    if (final !== undefined) this.#conversation.ownReply(final)
     this.#pump()
   }
 

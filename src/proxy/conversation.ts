@@ -150,7 +150,7 @@ export class Conversation {
       case 'relay':
         return this.#relayActive(command, action.active)
       case 'reply':
-        return this.local(action.text)
+        return this.ownReply(action.text)
       case 'auth':
         return this.#auth()
       case 'refuse':
@@ -171,7 +171,7 @@ export class Conversation {
       if (tls.serverFirst) {
         slot = this.#forward({ type: 'auth', secured: false }, Buffer.from('AUTH TLS\r\n'))
       } else {
-        slot = this.#deps.replies.local(LOCAL, Buffer.from('234 AUTH TLS successful; go ahead with the TLS handshake.\r\n'))
+        slot = this.#deps.replies.own(LOCAL, Buffer.from('234 AUTH TLS successful; go ahead with the TLS handshake.\r\n'))
       }
       slot.onSent = () => {
         const e = slot.expect
@@ -239,7 +239,7 @@ export class Conversation {
   async #relayActive(command: Command, target: ActiveTarget): Promise<void> {
     const setup = await this.#deps.data.relayActive(command, target)
     if (setup === null) return
-    if ('reply' in setup) return this.local(setup.reply)
+    if ('reply' in setup) return this.ownReply(setup.reply)
     this.#forward({ type: 'relayed', lease: setup.lease }, setup.send)
   }
 
@@ -253,7 +253,7 @@ export class Conversation {
   /** Answers a command without the server, counted by reason. */
   #refuse(command: Command, reason: CommandRefusal, text: string): void {
     const tooMany = this.#refusals.refused(command, reason, text)
-    this.local(text)
+    this.ownReply(text)
     if (tooMany) {
       const n = this.#refusals.inRow
       this.#deps.log.warn({ refused: n }, 'client sent only commands the proxy refuses; closing')
@@ -262,8 +262,8 @@ export class Conversation {
   }
 
   /** A reply of the proxy's own, behind the replies to every earlier command. */
-  local(text: string): void {
-    this.#deps.replies.local(LOCAL, replyBytes(text))
+  ownReply(text: string): void {
+    this.#deps.replies.own(LOCAL, replyBytes(text))
   }
 
   /** A reply is complete: what the client gets for it, by the command it answers. */

@@ -148,7 +148,7 @@ export class ReplyOrder {
   }
 
   /** A reply of the proxy's own, behind the replies to every earlier command. */
-  local(expect: Expect, bytes: Buffer): Slot {
+  own(expect: Expect, bytes: Buffer): Slot {
     const slot = this.#slot(expect)
     this.finish(slot, [bytes])
     return slot
