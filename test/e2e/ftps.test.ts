@@ -44,11 +44,15 @@ for (const [name, extra] of [
   ['TLS 1.2 toward the client', ['--tls-max', '1.2']],
 ] as const) {
   for (const mode of ['pasv', 'epsv'] as const) {
-    t.test(`curl --ssl-reqd, ${mode}, ${name}: RETR and STOR of 64 MiB`, async (t) => {
-      const out = join(tmp, `curl-${mode}-${extra.length}.bin`)
-      const down = await curlDownload({ url: ftpUrl(login(proxy), 'big.bin'), mode, out, extra: [...curlTls, ...extra], timeoutMs: 120_000 })
+    t.test(`curl --ssl-reqd, ${mode}, ${name}: three RETR in one session and a STOR of 64 MiB`, async (t) => {
+      // Three downloads in one invocation: curl keeps the control connection for the next URL.
+      const url = ftpUrl(login(proxy), 'big.bin')
+      const outs = [1, 2, 3].map((i) => join(tmp, `curl-${mode}-${extra.length}-${i}.bin`))
+      const down = await curlDownload({ url, mode, out: outs[2]!, extra: [...curlTls, ...extra, url, '-o', outs[0]!, url, '-o', outs[1]!], timeoutMs: 180_000 })
       t.equal(down.code, 0, `curl downloaded: ${down.stderr.slice(-400)}`)
-      t.equal(down.sha256, big.sha256, 'the same bytes')
+      for (const out of outs) t.equal(await sha256File(out), big.sha256, 'the same bytes')
+      t.equal(down.sent.filter((c) => c.startsWith('RETR')).length, 3, 'three transfers')
+      t.equal((down.stderr.match(/Re-using existing connection/g) ?? []).length, 2, 'in one session')
       t.ok(down.sent.includes('AUTH SSL') || down.sent.includes('AUTH TLS'), 'curl asked for TLS')
       t.ok(down.sent.includes('PROT P'), 'and protected data')
       if (extra.length > 0) t.match(down.stderr, /SSL connection using TLSv1\.2/, 'curl spoke TLS 1.2 to the proxy')
@@ -73,11 +77,12 @@ t.test('python3 ftplib FTP_TLS with prot_p, trusting the 227: three RETR and a S
   t.equal(await sha256File(join(server.root, remote)), big.sha256, 'the server stored the same bytes')
 })
 
-t.test('basic-ftp with secure: true: RETR and STOR of 64 MiB', async (t) => {
+t.test('basic-ftp with secure: true: three RETR in one session and a STOR of 64 MiB', async (t) => {
   const opts = { ...login(proxy), mode: 'default' as const, tls: { ca: readFileSync(certs.caCert, 'utf8') }, timeoutMs: 180_000 }
   const out = join(tmp, 'basic.bin')
-  const down = await basicFtpDownload({ ...opts, remote: 'big.bin', out })
+  const down = await basicFtpDownload({ ...opts, remote: 'big.bin', out, times: 3 })
   t.equal(down.code, 0, `basic-ftp downloaded: ${down.stderr.slice(-400)}`)
+  t.equal(down.sent.filter((c) => c.startsWith('RETR')).length, 3, 'three transfers in the session')
   t.equal(down.sha256, big.sha256, 'the same bytes')
   const remote = `${server.uploadDir}/basic.bin`
   const up = await basicFtpUpload({ ...opts, local: big.path, remote })
@@ -85,11 +90,12 @@ t.test('basic-ftp with secure: true: RETR and STOR of 64 MiB', async (t) => {
   t.equal(await sha256File(join(server.root, remote)), big.sha256, 'the server stored the same bytes')
 })
 
-t.test('lftp with ftp:ssl-force and ftp:ssl-protect-data: RETR and STOR of 64 MiB', async (t) => {
+t.test('lftp with ftp:ssl-force and ftp:ssl-protect-data: three RETR in one session and a STOR of 64 MiB', async (t) => {
   const opts = { ...login(proxy), mode: 'pasv' as const, tls: { cafile: certs.caCert }, timeoutMs: 180_000 }
   const out = join(tmp, 'lftp.bin')
-  const down = await lftpDownload({ ...opts, remote: 'big.bin', out })
+  const down = await lftpDownload({ ...opts, remote: 'big.bin', out, times: 3 })
   t.equal(down.code, 0, `lftp downloaded: ${down.stderr.slice(-400)}`)
+  t.equal(down.sent.filter((c) => c.startsWith('RETR')).length, 3, 'three transfers in the session')
   t.equal(down.sha256, big.sha256, 'the same bytes')
   t.ok(down.sent.includes('PROT P'), 'lftp protected its data')
   const remote = `${server.uploadDir}/lftp.bin`
@@ -124,7 +130,7 @@ for (const activeMode of ['passive', 'relay'] as const) {
 t.test('the metrics show every data leg protected, and the server side resumed', async (t) => {
   t.ok((await handshakes(proxy, 'client', 'control', 'ok')) >= 7, 'client control handshakes')
   t.ok((await handshakes(proxy, 'server', 'control', 'ok')) >= 7, 'server control handshakes')
-  t.ok((await handshakes(proxy, 'server', 'data', 'resumed')) >= 16, 'every server data leg resumed the control session (vsftpd requires it)')
+  t.ok((await handshakes(proxy, 'server', 'data', 'resumed')) >= 24, 'every server data leg resumed the control session (vsftpd requires it)')
   t.equal(await handshakes(proxy, 'server', 'data', 'ok'), 0, 'none without resumption')
   t.ok((await handshakes(proxy, 'client', 'data', 'resumed')) >= 8, "curl's data legs resumed their session with the proxy")
   t.equal(await handshakes(proxy, 'client', 'data', 'failed') + (await handshakes(proxy, 'server', 'data', 'failed')), 0, 'no data handshake failed')

@@ -181,6 +181,8 @@ export interface BasicFtpOptions extends FtpLogin {
   timeoutMs?: number;
   /** FTPS (`secure: true`, then PBSZ 0 and PROT P), trusting the PEM CA in `ca`. */
   tls?: { ca: string };
+  /** How many times the operation runs on the one client (default 1). */
+  times?: number;
 }
 
 /**
@@ -223,7 +225,7 @@ async function basicFtp(opts: BasicFtpOptions, work: (client: Client) => Promise
 
 export async function basicFtpDownload(opts: BasicFtpOptions & { remote: string; out: string }): Promise<DownloadResult> {
   const res = await basicFtp(opts, async (client) => {
-    await client.downloadTo(opts.out, opts.remote)
+    for (let i = opts.times ?? 1; i > 0; i--) await client.downloadTo(opts.out, opts.remote)
     return ''
   })
   return withDigest(res, opts.out)
@@ -260,6 +262,8 @@ export interface LftpOptions extends FtpLogin {
   timeoutMs?: number;
   /** FTPS: `ftp:ssl-force yes`, `ftp:ssl-protect-data yes`, trusting the PEM CA file `cafile`. */
   tls?: { cafile: string };
+  /** How many times the operation runs in the one session (default 1). */
+  times?: number;
 }
 
 /** An argument for lftp's command parser. */
@@ -291,7 +295,8 @@ async function lftp(opts: LftpOptions, command: string): Promise<ClientResult> {
 }
 
 export async function lftpDownload(opts: LftpOptions & { remote: string; out: string }): Promise<DownloadResult> {
-  return withDigest(await lftp(opts, `get ${lftpQuote(opts.remote)} -o ${lftpQuote(opts.out)}`), opts.out)
+  const get = `get ${lftpQuote(opts.remote)} -o ${lftpQuote(opts.out)}`
+  return withDigest(await lftp(opts, Array.from({ length: opts.times ?? 1 }, () => get).join('; ')), opts.out)
 }
 
 export function lftpUpload(opts: LftpOptions & { local: string; remote: string }): Promise<ClientResult> {
