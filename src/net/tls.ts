@@ -11,26 +11,33 @@ import { Deadline } from '../deadline.js'
 import { ConfigError } from '../errors.js'
 
 export interface TlsSettings {
-  /** The proxy's certificate for FTPS clients; null when the client side is off. */
-  readonly clientSide: ClientTlsSide | null
+  /**
+   * The proxy's certificate for FTPS clients; null when the client side is off. Each control
+   * session gets a scope of its own (`newScope`), so that only its own connections resume it.
+   */
+  readonly clientSide: { readonly newScope: () => ClientTlsSide } | null
   /** How the proxy checks the server: the same on the control and every data connection. */
   readonly server: ServerTlsOptions
 }
 
 /**
- * The proxy as TLS server toward clients: its certificate, and a session cache shared by every
- * connection, so that a client's data connection can resume its control connection's session
- * by TLS 1.3 ticket or by TLS 1.2 session id (curl's way under TLS 1.2). The tls.Server never
- * listens: it only carries the cache events for the sockets made on it.
+ * The proxy as TLS server toward one session's client: its certificate in a context of the
+ * session's own, and a session cache of the session's own, so that the client's data
+ * connections can resume its control connection's session (TLS 1.3 tickets, TLS 1.2 session ids:
+ * curl's way under TLS 1.2) and nobody else's can: a context's ticket keys are random per
+ * context, so another client's ticket or id does not resume here (--client-data-tls-reuse
+ * required then means this control connection's session). The tls.Server never listens: it only
+ * carries the cache events for the sockets made on it.
  */
 export interface ClientTlsSide {
   readonly context: tls.SecureContext
   readonly server: tls.Server
 }
 
-// TLS 1.2 sessions kept for resumption: ~0.5 KiB each; the oldest go first. OpenSSL itself
-// refuses one older than the context's session timeout (300 s by default).
-const MAX_CACHED_SESSIONS = 10_000
+// TLS 1.2 sessions kept per control session for resumption: a client opens a new one only when
+// it does not resume; the oldest go first. OpenSSL itself refuses one older than the context's
+// session timeout (300 s by default).
+const MAX_CACHED_SESSIONS = 16
 
 export interface ServerTlsOptions {
   /**
@@ -53,16 +60,21 @@ export function loadTlsSettings(config: Config, read: (path: string) => string =
       throw new ConfigError(key, `cannot read ${path}: ${(err as Error).message}`)
     }
   }
-  let clientSide: ClientTlsSide | null = null
+  let clientSide: TlsSettings['clientSide'] = null
   if (config.clientTls !== 'off' && config.tlsCert !== null && config.tlsKey !== null) {
     const cert = file('tlsCert', config.tlsCert)
     const key = file('tlsKey', config.tlsKey)
-    try {
+    const scope = (): ClientTlsSide => {
       const context = tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2' })
-      clientSide = { context, server: sessionCache(tls.createServer({ secureContext: context })) }
+      return { context, server: sessionCache(tls.createServer({ secureContext: context })) }
+    }
+    try {
+      // Once now, so that a certificate that cannot be used stops the start.
+      scope()
     } catch (err) {
       throw new ConfigError('tlsCert', `${config.tlsCert} and ${config.tlsKey} do not make a usable certificate: ${(err as Error).message}`)
     }
+    clientSide = { newScope: scope }
   }
   const host = config.upstream.host
   return {
@@ -108,7 +120,13 @@ function sessionCache(server: tls.Server): tls.Server {
 
 /** The proxy as TLS client on `socket` (toward the FTP server), resuming `session` when given. */
 export function connectTls(socket: net.Socket, options: ServerTlsOptions, session: Buffer | undefined, timeoutMs: number): Handshake {
-  const t = tls.connect({
+  const t = clientSocket(socket, options, session)
+  return { socket: t, secure: handshake(t, 'secureConnect', timeoutMs) }
+}
+
+/** A TLS client socket on `socket` toward the FTP server: its checks, and `session` to resume. */
+export function clientSocket(socket: net.Socket, options: ServerTlsOptions, session: Buffer | undefined): tls.TLSSocket {
+  return tls.connect({
     socket,
     ...(options.servername === undefined ? {} : { servername: options.servername }),
     ...(options.ca === undefined ? {} : { ca: options.ca }),
@@ -118,7 +136,6 @@ export function connectTls(socket: net.Socket, options: ServerTlsOptions, sessio
     // An IP upstream has no SNI; its certificate is checked against the IP.
     checkServerIdentity: (name, cert) => tls.checkServerIdentity(options.servername ?? options.host ?? name, cert),
   })
-  return { socket: t, secure: handshake(t, 'secureConnect', timeoutMs) }
 }
 
 function handshake(t: tls.TLSSocket, event: 'secure' | 'secureConnect', timeoutMs: number): Promise<void> {

@@ -16,6 +16,7 @@ import type { CommandRefusal } from './outcomes.js'
 import type { DataSetups } from './passive.js'
 import { Refusals } from './refusals.js'
 import { SessionTls } from './session-tls.js'
+import { TlsConversation } from './tls-conversation.js'
 import type { Expect, ReplyOrder, Slot } from './reply-order.js'
 import type { SessionContext, SessionEndpoints } from './session-context.js'
 
@@ -49,17 +50,34 @@ export class Conversation {
   readonly #refusals: Refusals
   /** FTPS state and upgrades of this session. */
   readonly tls: SessionTls
+  readonly #tlsTalk: TlsConversation
   #epsvAll = false
   #serverWithoutEpsv = false
   #user: string | undefined
   #greeted = false
   /** Setups under way that hold the commands behind them (see busy). */
   #blockers = 0
+  /** --upstream-tls required: ends the hold on commands once the server's TLS is on (or the session ends). */
+  readonly #serverTlsFirst: (() => void) | null = null
 
   constructor(deps: ConversationDeps) {
     this.#deps = deps
     this.#refusals = new Refusals(deps.shared.metrics, deps.log, deps.maxRefusedInRow)
     this.tls = new SessionTls({ settings: deps.shared.tls, config: deps.shared.config, metrics: deps.shared.metrics, log: deps.log, swap: deps.swapLeg })
+    this.#tlsTalk = new TlsConversation(this.tls, {
+      log: deps.log,
+      replies: deps.replies,
+      forward: (expect, bytes) => this.#forward(expect, bytes),
+      closeWith: deps.closeWith,
+      afterClientFlush: deps.afterClientFlush,
+    })
+    if (deps.shared.config().upstreamTls === 'required') {
+      // No command of the client's reaches the server before its TLS is on, not even one sent
+      // before the greeting.
+      let release!: () => void
+      this.#hold(new Promise<void>((resolve) => (release = resolve)))
+      this.#serverTlsFirst = release
+    }
   }
 
   /** The user the client logged in as (USER's argument), for the transfer log lines. */
@@ -152,87 +170,10 @@ export class Conversation {
       case 'reply':
         return this.ownReply(action.text)
       case 'auth':
-        return this.#auth()
+        return this.#tlsTalk.auth()
       case 'refuse':
         return this.#refuse(command, action.reason, action.text)
     }
-  }
-
-  /**
-   * AUTH TLS from the client. Under --upstream-tls mirror the server's TLS comes first (its
-   * reply, #serverAuthReply, decides what the client gets); otherwise the proxy answers 234
-   * itself. Once the 234 has gone out in clear, the client's leg becomes TLS. Nothing the
-   * client sends meanwhile is taken as a command.
-   */
-  #auth(): Promise<void> {
-    const tls = this.tls
-    return new Promise<void>((resolve) => {
-      let slot: Slot
-      if (tls.serverFirst) {
-        slot = this.#forward({ type: 'auth', secured: false }, Buffer.from('AUTH TLS\r\n'))
-      } else {
-        slot = this.#deps.replies.own(LOCAL, Buffer.from('234 AUTH TLS successful; go ahead with the TLS handshake.\r\n'))
-      }
-      slot.onSent = () => {
-        const e = slot.expect
-        if (e.type === 'auth' && !e.secured) return resolve()
-        this.#deps.afterClientFlush(() => {
-          tls.secureClient().then(resolve, (err: unknown) => {
-            this.#deps.log.warn({ error: (err as Error).message }, 'TLS handshake with the client failed; closing')
-            resolve()
-          })
-        })
-      }
-    })
-  }
-
-  /** The server's reply to the proxy's AUTH TLS made for the client's (under mirror). */
-  #serverAuthReply(slot: Slot, code: number): void {
-    const e = slot.expect
-    if (e.type !== 'auth') return
-    if (code !== 234) {
-      // A client that asked for TLS is never carried on in clear to a server without it.
-      this.#deps.log.warn({ code }, 'the FTP server refused AUTH TLS; the client is refused TLS (--upstream-tls mirror)')
-      return this.#deps.replies.finish(slot, [Buffer.from(`534 The FTP server behind this proxy does not offer TLS (it answered ${code} to AUTH TLS); use --upstream-tls off on the proxy to carry TLS clients to a clear server.\r\n`)])
-    }
-    this.#deps.replies.later(slot, async () => {
-      if (!(await this.#secureServer())) return []
-      e.secured = true
-      return [Buffer.from('234 AUTH TLS successful; go ahead with the TLS handshake.\r\n')]
-    }, [])
-  }
-
-  /** --upstream-tls required: AUTH TLS to the server right after its greeting; false if the session ends. */
-  async #secureServerFirst(): Promise<boolean> {
-    const answered = new Promise<number>((resolve) => {
-      this.#forward({ type: 'internal', onReply: resolve }, Buffer.from('AUTH TLS\r\n'))
-    })
-    const code = await answered
-    if (code !== 234) {
-      this.#deps.log.warn({ code }, 'the FTP server refused AUTH TLS (--upstream-tls required); closing')
-      this.#deps.closeWith(`421 The FTP server refused TLS (it answered ${code} to AUTH TLS) and this proxy requires it (--upstream-tls required); closing.\r\n`, 'server refused TLS')
-      return false
-    }
-    return this.#secureServer()
-  }
-
-  /**
-   * The server's control leg becomes TLS, then its data protection is set (PBSZ 0, PROT P: data
-   * connections to the server are TLS, as vsftpd's force_*_data_ssl demands). False, with the
-   * session ending, when the handshake fails.
-   */
-  async #secureServer(): Promise<boolean> {
-    try {
-      await this.tls.secureServer()
-    } catch (err) {
-      const message = (err as Error).message
-      this.#deps.log.warn({ error: message }, 'TLS handshake with the FTP server failed; closing')
-      this.#deps.closeWith(`421 TLS handshake with the FTP server failed (${message}); closing.\r\n`, 'server TLS failed')
-      return false
-    }
-    this.#forward({ type: 'internal', onReply: () => {} }, Buffer.from('PBSZ 0\r\n'))
-    this.#forward({ type: 'internal', onReply: (code) => code < 300 && (this.tls.serverProt = 'P') }, Buffer.from('PROT P\r\n'))
-    return true
   }
 
   /** --active-mode relay: the PORT/EPRT the proxy sends the server, once its pool port is bound. */
@@ -270,18 +211,20 @@ export class Conversation {
   onReply(slot: Slot, code: number, lines: readonly Buffer[]): void {
     const e = slot.expect
     this.#deps.log.trace({ code }, 'reply')
-    if (e.type === 'internal') {
-      // A command of the proxy's own toward the server (PBSZ, PROT): its reply is the proxy's.
+    if (e.type === 'internal' || e.type === 'auth') {
+      // The proxy's own commands toward the server (AUTH, PBSZ, PROT): their replies are the
+      // proxy's; a preliminary one answers nothing yet.
+      if (code < 200) return
+      if (e.type === 'auth') return this.#tlsTalk.serverAuthReply(slot, code)
       e.onReply(code)
       return this.#deps.replies.finish(slot)
     }
-    if (e.type === 'auth') return this.#serverAuthReply(slot, code)
-    if (e.type === 'greeting' && code === 220 && this.#deps.shared.config().upstreamTls === 'required' && !this.tls.serverSecure) {
-      // --upstream-tls required: the server's TLS is on before the client sees the greeting,
-      // and no command of the client's goes to the server before it.
+    if (e.type === 'greeting' && code >= 200 && this.#serverTlsFirst !== null) {
+      // --upstream-tls required: the server's TLS is on before the client sees the greeting; the
+      // commands the client sent meanwhile wait (#serverTlsFirst holds them from the start).
       this.#greeted = true
-      const secured = this.#secureServerFirst()
-      this.#hold(secured.then(() => undefined))
+      const secured = code === 220 ? this.#tlsTalk.secureServerFirst() : this.#tlsTalk.refuseGreeting(code)
+      void secured.then(this.#serverTlsFirst)
       return this.#deps.replies.later(slot, async () => ((await secured) ? lines : []), lines)
     }
     if (code < 200 && e.type !== 'unsolicited') {

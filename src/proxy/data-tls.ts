@@ -8,7 +8,7 @@
 import type net from 'node:net'
 import tls from 'node:tls'
 import { Deadline } from '../deadline.js'
-import { serverSocket, type ClientTlsSide, type ServerTlsOptions } from '../net/tls.js'
+import { clientSocket, serverSocket, type ClientTlsSide, type ServerTlsOptions } from '../net/tls.js'
 import type { ProxyMetrics } from '../observe/metrics.js'
 import { markTlsOver } from './data-relay.js'
 
@@ -61,15 +61,7 @@ export function protectLegs(
   let upstreamLeg: net.Socket = upstream
   if (dataTls.server !== null) {
     const { options, session } = dataTls.server
-    const t = tls.connect({
-      socket: upstream,
-      ...(options.servername === undefined ? {} : { servername: options.servername }),
-      ...(options.ca === undefined ? {} : { ca: options.ca }),
-      ...(session === undefined ? {} : { session }),
-      rejectUnauthorized: options.rejectUnauthorized,
-      minVersion: 'TLSv1.2',
-      checkServerIdentity: (name, cert) => tls.checkServerIdentity(options.servername ?? options.host ?? name, cert),
-    })
+    const t = clientSocket(upstream, options, session)
     markTlsOver(t, upstream)
     watch(t, 'secureConnect', dataTls.timeoutMs, (err) => fail(t, 'server', err), () => {
       dataTls.metrics.tlsHandshake('server', 'data', t.isSessionReused() ? 'resumed' : 'ok')

@@ -5,10 +5,9 @@
 
 import type { Duplex } from 'node:stream'
 import type net from 'node:net'
-import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import type { Config } from '../config-types.js'
-import { acceptTls, connectTls, tlsDescription, type TlsSettings } from '../net/tls.js'
+import { acceptTls, connectTls, tlsDescription, type ClientTlsSide, type Handshake, type TlsSettings } from '../net/tls.js'
 import type { ProxyMetrics } from '../observe/metrics.js'
 import type { Protection } from './command-policy.js'
 import type { DataTls } from './data-tls.js'
@@ -32,6 +31,8 @@ export class SessionTls {
   readonly #handshaking = { client: false, server: false }
   /** The newest TLS session the server gave the proxy's control connection (TLS 1.3 tickets come after the handshake). */
   #serverSession: Buffer | undefined
+  /** This session's TLS scope toward its client (context, session cache), made at AUTH TLS. */
+  #clientScope: ClientTlsSide | null = null
 
   constructor(opts: SessionTlsOptions) {
     this.#opts = opts
@@ -80,68 +81,58 @@ export class SessionTls {
   async secureServer(): Promise<void> {
     const settings = this.#opts.settings
     if (settings === undefined) throw new Error('TLS is not set up in this proxy')
-    let handshake: Promise<void> | undefined
-    let socket: TLSSocket | undefined
-    this.#opts.swap('server', (unread, old) => {
-      if (unread.length > 0) old.unshift(unread)
-      const h = connectTls(old as net.Socket, settings.server, undefined, this.#opts.config().tlsHandshakeTimeoutMs)
+    await this.#upgrade('server', (old) => {
+      const h = connectTls(old, settings.server, undefined, this.#opts.config().tlsHandshakeTimeoutMs)
       h.socket.on('session', (session: Buffer) => {
         this.#serverSession = session
       })
-      handshake = h.secure
-      socket = h.socket
-      // Set before the swap's flow pass, so that the new leg is read from the start.
-      this.#handshaking.server = true
-      return h.socket
+      return h
     })
-    try {
-      await handshake
-    } catch (err) {
-      this.#opts.metrics.tlsHandshake('server', 'control', 'failed')
-      throw err
-    } finally {
-      this.#handshaking.server = false
-    }
     this.#serverSecure = true
-    this.#opts.metrics.tlsHandshake('server', 'control', 'ok')
-    if (socket !== undefined) this.#opts.log.info({ side: 'server', ...tlsDescription(socket) }, 'TLS on the control connection')
   }
 
   /** Makes the client's control leg TLS (after its 234 is out); resolves once the handshake is done. */
   async secureClient(): Promise<void> {
-    const side = this.#opts.settings?.clientSide ?? null
-    if (side === null) throw new Error('no certificate for clients')
-    let handshake: Promise<void> | undefined
-    let socket: TLSSocket | undefined
-    this.#opts.swap('client', (unread, old) => {
-      // Bytes the client sent after AUTH TLS are its ClientHello: they belong to TLS, never to
-      // the command reader (no command sent in clear after AUTH is ever taken).
+    const certificate = this.#opts.settings?.clientSide ?? null
+    if (certificate === null) throw new Error('no certificate for clients')
+    const side = (this.#clientScope ??= certificate.newScope())
+    await this.#upgrade('client', (old) => acceptTls(old, side, this.#opts.config().tlsHandshakeTimeoutMs))
+    this.#clientSecure = true
+  }
+
+  /**
+   * Swaps `leg` for the TLS socket `start` makes on it and waits for its handshake, counted and
+   * logged. Bytes the peer sent after AUTH TLS (the client's ClientHello) go back into the TCP
+   * socket for TLS: they never reach the command reader, so nothing sent in clear after AUTH is
+   * ever taken as a command.
+   */
+  async #upgrade(leg: 'client' | 'server', start: (old: net.Socket) => Handshake): Promise<void> {
+    let handshake: Handshake | undefined
+    this.#opts.swap(leg, (unread, old) => {
       if (unread.length > 0) old.unshift(unread)
-      const h = acceptTls(old as net.Socket, side, this.#opts.config().tlsHandshakeTimeoutMs)
-      handshake = h.secure
-      socket = h.socket
+      handshake = start(old as net.Socket)
       // Set before the swap's flow pass, so that the new leg is read from the start.
-      this.#handshaking.client = true
-      return h.socket
+      this.#handshaking[leg] = true
+      return handshake.socket
     })
+    if (handshake === undefined) throw new Error('the session closed before TLS could start')
     try {
-      await handshake
+      await handshake.secure
     } catch (err) {
-      this.#opts.metrics.tlsHandshake('client', 'control', 'failed')
+      this.#opts.metrics.tlsHandshake(leg, 'control', 'failed')
       throw err
     } finally {
-      this.#handshaking.client = false
+      this.#handshaking[leg] = false
     }
-    this.#clientSecure = true
-    this.#opts.metrics.tlsHandshake('client', 'control', 'ok')
-    if (socket !== undefined) this.#opts.log.info({ side: 'client', ...tlsDescription(socket) }, 'TLS on the control connection')
+    this.#opts.metrics.tlsHandshake(leg, 'control', 'ok')
+    this.#opts.log.info({ side: leg, ...tlsDescription(handshake.socket) }, 'TLS on the control connection')
   }
 
   /** How a data connection set up now is protected on each side; undefined when both are clear. */
   dataTls(): DataTls | undefined {
     const settings = this.#opts.settings
     if (settings === undefined) return undefined
-    const clientSide = this.#clientSecure && this.#clientProt === 'P' ? settings.clientSide : null
+    const clientSide = this.#clientSecure && this.#clientProt === 'P' ? this.#clientScope : null
     const server = this.#serverSecure && this.#serverProt === 'P'
     if (clientSide === null && !server) return undefined
     return {

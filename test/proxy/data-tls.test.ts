@@ -13,7 +13,8 @@ import t from 'tap'
 import { createMetrics } from '../../src/observe/metrics.js'
 import { resetLeg } from '../../src/proxy/data-relay.js'
 import { protectLegs } from '../../src/proxy/data-tls.js'
-import { serverSocket } from '../../src/net/tls.js'
+import { loadConfig } from '../../src/config.js'
+import { loadTlsSettings, serverSocket } from '../../src/net/tls.js'
 import { makeCertificates } from '../fixtures/certs.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'data-tls-'))
@@ -101,3 +102,39 @@ async function handshakes(metrics: ReturnType<typeof createMetrics>, side: strin
   const data = await metrics.tlsHandshakes.get()
   return data.values.find((v) => v.labels['side'] === side && v.labels['channel'] === channel && v.labels['result'] === result)?.value ?? 0
 }
+
+t.test("another session's TLS session does not resume a data connection (each control session has its own scope)", async (t) => {
+  // The attack the hostile review found: a second client from the same IP, with a TLS session
+  // of its own, resumed it on the victim's passive port and got the victim's file.
+  const config = loadConfig(['--upstream', '127.0.0.1:21', '--tls-cert', certs.cert, '--tls-key', certs.key], {})
+  const settings = loadTlsSettings(config)
+  const victim = settings.clientSide!.newScope()
+  const attacker = settings.clientSide!.newScope()
+  const metrics = createMetrics({ version: 'test', defaultMetrics: false })
+  const ca = readFileSync(certs.caCert)
+  // The attacker's own control connection gives it a session (of its scope).
+  const [control, controlPeer] = await pair()
+  const controlTls = serverSocket(control, attacker)
+  controlTls.on('error', () => {})
+  controlTls.on('data', () => {})
+  let session: Buffer | undefined
+  const client = tls.connect({ socket: controlPeer, ca, servername: 'localhost' })
+  client.on('session', (s: Buffer) => (session = s))
+  client.on('error', () => {})
+  await once(client, 'secureConnect')
+  const until = Date.now() + 5000
+  while (session === undefined && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
+  t.ok(session !== undefined, 'the attacker holds a session')
+  // It resumes it on the victim's data port: refused under --client-data-tls-reuse required.
+  const failures: string[] = []
+  const [d, dPeer] = await pair()
+  const [du] = await pair()
+  protectLegs(d, du, { client: { side: victim, requireReuse: true }, server: null, timeoutMs: 5000, metrics }, (err) => failures.push(err.message))
+  const thief = tls.connect({ socket: dPeer, ca, servername: 'localhost', ...(session === undefined ? {} : { session }) })
+  thief.on('error', () => {})
+  thief.on('data', () => {})
+  await once(thief, 'close')
+  t.notOk(thief.isSessionReused(), "the victim's scope did not resume the attacker's session")
+  t.equal(failures.length, 1, 'the data connection was refused')
+  for (const s of [client, controlTls, du]) s.destroy()
+})

@@ -1,0 +1,122 @@
+// The AUTH TLS exchanges of one session (RFC 4217), in the order of its commands: the client's
+// AUTH TLS answered once the server's TLS is on (under --upstream-tls mirror) or at once; under
+// required, the server's TLS right after its greeting; then the proxy's own PBSZ 0 and PROT P
+// toward the server. The upgrades themselves (the leg swaps and handshakes) are session-tls.ts's.
+
+import type { Logger } from 'pino'
+import type { Expect, ReplyOrder, Slot } from './reply-order.js'
+import type { SessionTls } from './session-tls.js'
+
+export interface TlsConversationDeps {
+  readonly log: Logger
+  readonly replies: ReplyOrder
+  /** Sends the server a command whose reply fills a new slot. */
+  readonly forward: (expect: Expect, bytes: Buffer) => Slot
+  /** Ends the session with a final reply to the client. */
+  readonly closeWith: (reply: string, reason: string) => void
+  /** Calls `fn` once what was handed to the client's writer has gone to the kernel. */
+  readonly afterClientFlush: (fn: () => void) => void
+}
+
+export class TlsConversation {
+  readonly #tls: SessionTls
+  readonly #deps: TlsConversationDeps
+
+  constructor(tls: SessionTls, deps: TlsConversationDeps) {
+    this.#tls = tls
+    this.#deps = deps
+  }
+
+  /**
+   * AUTH TLS from the client. Under --upstream-tls mirror the server's TLS comes first (its
+   * reply, serverAuthReply, decides what the client gets); otherwise the proxy answers 234
+   * itself. Once the 234 has gone out in clear, the client's leg becomes TLS. Nothing the
+   * client sends meanwhile is taken as a command.
+   */
+  auth(): Promise<void> {
+    const tls = this.#tls
+    return new Promise<void>((resolve) => {
+      let slot: Slot
+      if (tls.serverFirst) {
+        slot = this.#deps.forward({ type: 'auth', secured: false }, Buffer.from('AUTH TLS\r\n'))
+      } else {
+        slot = this.#deps.replies.own({ type: 'local' }, Buffer.from('234 AUTH TLS successful; go ahead with the TLS handshake.\r\n'))
+      }
+      slot.onSent = () => {
+        const e = slot.expect
+        if (e.type === 'auth' && !e.secured) return resolve()
+        this.#deps.afterClientFlush(() => {
+          tls.secureClient().then(resolve, (err: unknown) => {
+            this.#deps.log.warn({ error: (err as Error).message }, 'TLS handshake with the client failed; closing')
+            resolve()
+          })
+        })
+      }
+    })
+  }
+
+  /** The server's reply to the proxy's AUTH TLS made for the client's (under mirror). */
+  serverAuthReply(slot: Slot, code: number): void {
+    const e = slot.expect
+    if (e.type !== 'auth') return
+    if (code !== 234) {
+      // A client that asked for TLS is never carried on in clear to a server without it.
+      this.#deps.log.warn({ code }, 'the FTP server refused AUTH TLS; the client is refused TLS (--upstream-tls mirror)')
+      return this.#deps.replies.finish(slot, [Buffer.from(`534 The FTP server behind this proxy does not offer TLS (it answered ${code} to AUTH TLS); use --upstream-tls off on the proxy to carry TLS clients to a clear server.\r\n`)])
+    }
+    this.#deps.replies.later(slot, async () => {
+      if (!(await this.#secureServer())) return []
+      e.secured = true
+      return [Buffer.from('234 AUTH TLS successful; go ahead with the TLS handshake.\r\n')]
+    }, [])
+  }
+
+  /** --upstream-tls required and a greeting other than 220: the session ends; nothing goes in clear. */
+  async refuseGreeting(code: number): Promise<boolean> {
+    this.#deps.log.warn({ code }, 'the FTP server greeted with other than 220 (--upstream-tls required); closing')
+    this.#deps.closeWith(`421 The FTP server greeted with ${code}, not 220, and this proxy speaks to it only over TLS (--upstream-tls required); closing.\r\n`, 'server greeting not 220')
+    return Promise.resolve(false)
+  }
+
+  /** --upstream-tls required: AUTH TLS to the server right after its greeting; false if the session ends. */
+  async secureServerFirst(): Promise<boolean> {
+    const answered = new Promise<number>((resolve) => {
+      this.#deps.forward({ type: 'internal', onReply: resolve }, Buffer.from('AUTH TLS\r\n'))
+    })
+    const code = await answered
+    if (code !== 234) {
+      this.#deps.log.warn({ code }, 'the FTP server refused AUTH TLS (--upstream-tls required); closing')
+      this.#deps.closeWith(`421 The FTP server refused TLS (it answered ${code} to AUTH TLS) and this proxy requires it (--upstream-tls required); closing.\r\n`, 'server refused TLS')
+      return false
+    }
+    return this.#secureServer()
+  }
+
+  /**
+   * The server's control leg becomes TLS, then its data protection is set (PBSZ 0, PROT P: data
+   * connections to the server are TLS, as vsftpd's force_*_data_ssl demands). False, with the
+   * session ending, when the handshake fails.
+   */
+  async #secureServer(): Promise<boolean> {
+    try {
+      await this.#tls.secureServer()
+    } catch (err) {
+      const message = (err as Error).message
+      this.#deps.log.warn({ error: message }, 'TLS handshake with the FTP server failed; closing')
+      this.#deps.closeWith(`421 TLS handshake with the FTP server failed (${message}); closing.\r\n`, 'server TLS failed')
+      return false
+    }
+    // A server that refuses either would take protected data in clear: the session ends instead.
+    const protect = (verb: string) => (code: number) => {
+      if (code >= 200 && code < 300) {
+        if (verb === 'PROT P') this.#tls.serverProt = 'P'
+        return
+      }
+      this.#deps.log.warn({ code, cmd: verb }, 'the FTP server refused data protection; closing')
+      this.#deps.closeWith(`421 The FTP server refused ${verb} (${code}): this proxy does not carry protected data in clear; closing.\r\n`, 'server refused data protection')
+    }
+    this.#deps.forward({ type: 'internal', onReply: protect('PBSZ 0') }, Buffer.from('PBSZ 0\r\n'))
+    this.#deps.forward({ type: 'internal', onReply: protect('PROT P') }, Buffer.from('PROT P\r\n'))
+    return true
+  }
+}
