@@ -14,7 +14,7 @@ import { createMetrics } from '../../src/observe/metrics.js'
 import { resetLeg } from '../../src/proxy/data-relay.js'
 import { protectLegs } from '../../src/proxy/data-tls.js'
 import { loadConfig } from '../../src/config.js'
-import { loadTlsSettings, serverSocket } from '../../src/net/tls.js'
+import { loadTlsSettings, serverSocket, type ClientTlsSide } from '../../src/net/tls.js'
 import { makeCertificates } from '../fixtures/certs.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'data-tls-'))
@@ -59,17 +59,8 @@ t.test('--client-data-tls-reuse required: a data connection that does not resume
   const dataTls = { client: { side, requireReuse: true }, server: null, timeoutMs: 5000, metrics }
   const ca = readFileSync(certs.caCert)
   // The control connection, on the proxy's side as the session makes it: its session is the one to resume.
-  const [control, controlPeer] = await pair()
-  const controlTls = serverSocket(control, side)
-  controlTls.on('error', () => {})
-  controlTls.on('data', () => {})
-  let session: Buffer | undefined
-  const client = tls.connect({ socket: controlPeer, ca, servername: 'localhost' })
-  client.on('session', (s: Buffer) => (session = s))
-  client.on('error', () => {})
-  await once(client, 'secureConnect')
-  const until = Date.now() + 5000
-  while (session === undefined && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
+  const { session, close } = await controlConnection(side)
+  t.teardown(close)
   t.ok(session !== undefined, 'the client holds a session of its control connection')
   // A data connection with a full handshake: refused.
   const failures: string[] = []
@@ -95,8 +86,31 @@ t.test('--client-data-tls-reuse required: a data connection that does not resume
   t.equal(failures.length, 1, 'the resuming connection is not refused')
   t.equal(await handshakes(metrics, 'client', 'data', 'resumed'), 1)
   t.equal(await handshakes(metrics, 'client', 'data', 'failed'), 1)
-  for (const s of [resumed, client, controlTls, au, bu]) s.destroy()
+  for (const s of [resumed, au, bu]) s.destroy()
 })
+
+/** A control connection made TLS on the proxy's side with `scope`, and the session its client got. */
+async function controlConnection(scope: ClientTlsSide): Promise<{ session: Buffer | undefined; close: () => void }> {
+  const [control, controlPeer] = await pair()
+  const controlTls = serverSocket(control, scope)
+  controlTls.on('error', () => {})
+  controlTls.on('data', () => {})
+  let session: Buffer | undefined
+  const client = tls.connect({ socket: controlPeer, ca: readFileSync(certs.caCert), servername: 'localhost' })
+  client.on('session', (s: Buffer) => (session = s))
+  client.on('error', () => {})
+  await once(client, 'secureConnect')
+  // TLS 1.3 tickets come after the handshake.
+  const until = Date.now() + 5000
+  while (session === undefined && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
+  return {
+    session,
+    close: () => {
+      client.destroy()
+      controlTls.destroy()
+    },
+  }
+}
 
 async function handshakes(metrics: ReturnType<typeof createMetrics>, side: string, channel: string, result: string): Promise<number> {
   const data = await metrics.tlsHandshakes.get()
@@ -113,17 +127,8 @@ t.test("another session's TLS session does not resume a data connection (each co
   const metrics = createMetrics({ version: 'test', defaultMetrics: false })
   const ca = readFileSync(certs.caCert)
   // The attacker's own control connection gives it a session (of its scope).
-  const [control, controlPeer] = await pair()
-  const controlTls = serverSocket(control, attacker)
-  controlTls.on('error', () => {})
-  controlTls.on('data', () => {})
-  let session: Buffer | undefined
-  const client = tls.connect({ socket: controlPeer, ca, servername: 'localhost' })
-  client.on('session', (s: Buffer) => (session = s))
-  client.on('error', () => {})
-  await once(client, 'secureConnect')
-  const until = Date.now() + 5000
-  while (session === undefined && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
+  const { session, close } = await controlConnection(attacker)
+  t.teardown(close)
   t.ok(session !== undefined, 'the attacker holds a session')
   // It resumes it on the victim's data port: refused under --client-data-tls-reuse required.
   const failures: string[] = []
@@ -136,5 +141,5 @@ t.test("another session's TLS session does not resume a data connection (each co
   await once(thief, 'close')
   t.notOk(thief.isSessionReused(), "the victim's scope did not resume the attacker's session")
   t.equal(failures.length, 1, 'the data connection was refused')
-  for (const s of [client, controlTls, du]) s.destroy()
+  du.destroy()
 })
