@@ -5,6 +5,7 @@
 
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
+import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import type { Config } from '../config-types.js'
 import { Deadline } from '../deadline.js'
@@ -95,13 +96,13 @@ export interface Handshake {
 }
 
 /** The proxy as TLS server on `socket` (toward an FTP client). */
-export function acceptTls(socket: net.Socket, side: ClientTlsSide, timeoutMs: number): Handshake {
+export function acceptTls(socket: net.Socket | Duplex, side: ClientTlsSide, timeoutMs: number): Handshake {
   const t = serverSocket(socket, side)
   return { socket: t, secure: handshake(t, 'secure', timeoutMs) }
 }
 
 /** A TLS server socket on `socket` with the proxy's certificate and session cache. */
-export function serverSocket(socket: net.Socket, side: ClientTlsSide): tls.TLSSocket {
+export function serverSocket(socket: net.Socket | Duplex, side: ClientTlsSide): tls.TLSSocket {
   return new tls.TLSSocket(socket, { isServer: true, secureContext: side.context, server: side.server })
 }
 

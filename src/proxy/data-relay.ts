@@ -37,6 +37,13 @@ export function relayLegs(client: net.Socket, upstream: net.Socket, hooks: Relay
   // would make the server store a truncated file as complete. An empty write fails on a
   // reset connection and succeeds on a half-closed one.
   client.once('end', () => {
+    // A protected upload that ended with a bare FIN, no close_notify: a truncation (RFC 4217 and
+    // TLS: only close_notify says the data is complete). The server must not store it.
+    if (TRUNCATED.has(client)) {
+      hooks.onError(new Error("the client's protected data connection ended without close_notify (truncated)"))
+      resetLeg(upstream)
+      return
+    }
     // After the server's FIN has been passed to the client (a download), there is nothing to
     // probe with, and nothing of the client's to lose.
     if (client.writableEnded) {
@@ -58,6 +65,14 @@ export function relayLegs(client: net.Socket, upstream: net.Socket, hooks: Relay
 
 // A TLS leg's TCP socket: the kernel's send queue is the TCP socket's.
 const TCP_UNDER = new WeakMap<net.Socket, net.Socket>()
+
+// TLS client legs whose end was a bare TCP FIN, without close_notify (data-tls.ts finTap).
+const TRUNCATED = new WeakSet<net.Socket>()
+
+/** Records that a TLS leg ended without close_notify. */
+export function markTruncated(tlsLeg: net.Socket): void {
+  TRUNCATED.add(tlsLeg)
+}
 
 /** Records that `tlsLeg` runs over `tcp` (data-tls.ts). */
 export function markTlsOver(tlsLeg: net.Socket, tcp: net.Socket): void {

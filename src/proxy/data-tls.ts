@@ -6,11 +6,12 @@
 // handshake that fails later ends the transfer as tls_handshake.
 
 import type net from 'node:net'
+import { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { Deadline } from '../deadline.js'
 import { clientSocket, serverSocket, type ClientTlsSide, type ServerTlsOptions } from '../net/tls.js'
 import type { ProxyMetrics } from '../observe/metrics.js'
-import { markTlsOver } from './data-relay.js'
+import { markTlsOver, markTruncated } from './data-relay.js'
 
 export interface DataTls {
   /** The client's leg: the proxy's context, and whether the handshake must resume. */
@@ -46,7 +47,13 @@ export function protectLegs(
   let clientLeg: net.Socket = client
   if (dataTls.client !== null) {
     const { side, requireReuse } = dataTls.client
-    const t = serverSocket(client, side)
+    // Over a tap of the TCP socket, not the socket itself: the tap sees the TCP FIN before TLS
+    // does, which tells a client's close_notify from a bare FIN (a truncated upload).
+    let t: tls.TLSSocket | null = null
+    const tap = finTap(client, () => {
+      if (t !== null && !eofSeen(t)) markTruncated(t)
+    })
+    t = serverSocket(tap, side)
     markTlsOver(t, client)
     watch(t, 'secure', dataTls.timeoutMs, (err) => fail(t, 'client', err), () => {
       const resumed = t.isSessionReused()
@@ -69,6 +76,69 @@ export function protectLegs(
     upstreamLeg = t
   }
   return { client: clientLeg, upstream: upstreamLeg }
+}
+
+/**
+ * A Duplex over a TCP socket that passes the TCP FIN on to its reader one event-loop turn late,
+ * after every byte before it has been handed on; `onFin` runs just before. A TLS socket over it
+ * has then seen its peer's close_notify if there was one: if it has not, the peer sent a bare
+ * FIN. Node's TLS API reports both as the same 'end', later, once the data is read.
+ */
+function finTap(tcp: net.Socket, onFin: () => void): Duplex {
+  let fin: 'no' | 'waiting' | 'passed' = 'no'
+  // The FIN waits until the reader (the TLS layer) has taken every byte before it.
+  const passFin = (): void => {
+    if (fin !== 'waiting' || stream.destroyed) return
+    // The reader takes the rest when it reads again (the server may be slow to take it): look
+    // every few milliseconds until it has, not every turn.
+    if (stream.readableLength > 0) {
+      setTimeout(passFin, 5)
+      return
+    }
+    fin = 'passed'
+    setImmediate(() => {
+      onFin()
+      stream.push(null)
+    })
+  }
+  const stream = new Duplex({
+    allowHalfOpen: true,
+    read() {
+      tcp.resume()
+      passFin()
+    },
+    write(chunk: Buffer, _encoding, done) {
+      tcp.write(chunk, done)
+    },
+    final(done) {
+      tcp.end()
+      done()
+    },
+    destroy(err, done) {
+      tcp.destroy()
+      done(err)
+    },
+  })
+  tcp.on('data', (chunk: Buffer) => {
+    if (!stream.push(chunk)) tcp.pause()
+  })
+  tcp.once('end', () => {
+    fin = 'waiting'
+    passFin()
+  })
+  tcp.on('error', (err) => stream.destroy(err))
+  tcp.once('close', () => stream.destroy())
+  return stream
+}
+
+/**
+ * Whether the TLS layer has reached the end of the peer's data (close_notify), whether or not
+ * its reader has taken the bytes before it. Node has no public property for this ('end' and
+ * readableEnded wait for the reader): the readable state's `ended` is read, as Node's own
+ * stream utilities do.
+ */
+function eofSeen(t: tls.TLSSocket): boolean {
+  return (t as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true
 }
 
 /** Calls `onSecure` when the handshake is done, or `onFail` first (an error, a close, the deadline). */

@@ -8,14 +8,18 @@
 //     server certificate that fails verification;
 //   - FEAT offering AUTH TLS exactly when the client side does; --client-tls required.
 // Certificates are made by the test. Ports: 29600-29699.
+import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import net from 'node:net'
+import tls from 'node:tls'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { makeCertificates } from '../fixtures/certs.js'
 import { metricValue, startProxy, type TestProxy } from '../fixtures/proxy.js'
-import { RawFtp } from '../fixtures/raw-ftp.js'
+import { pasvEndpoint, RawFtp, type RawReply } from '../fixtures/raw-ftp.js'
 import { curlDownload, curlUpload, ftpUrl } from './lib/clients.js'
 import { makeRandomFile, sha256File, startVsftpd } from './lib/servers.js'
 
@@ -120,6 +124,44 @@ t.test('failures: each counted, each with a clear end, the proxy going on', asyn
   while (p.proxy.sessionCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
   t.equal(p.proxy.sessionCount, 0, 'every session released')
   t.equal(p.proxy.pool.inUse, 0, 'every pool port released')
+})
+
+t.test('a protected upload that ends with a bare FIN (no close_notify) is not stored as complete', async (t) => {
+  const p = await proxyFor(29630, '29696-29699', [...tlsArgs, '--upstream-ca', certs.caCert])
+  const body = randomBytes(4 * MiB)
+  async function upload(name: string, end: 'close_notify' | 'bare FIN'): Promise<RawReply | null> {
+    const plain = await RawFtp.connect(p.host, p.port)
+    t.equal((await plain.reply())?.code, 220)
+    t.equal((await plain.cmd('AUTH TLS')).code, 234)
+    const secured = tls.connect({ socket: plain.socket, ca: readFileSync(certs.caCert), servername: 'localhost' })
+    await once(secured, 'secureConnect')
+    const c = RawFtp.over(secured)
+    t.teardown(() => c.close())
+    await c.cmd('USER anonymous')
+    t.equal((await c.cmd('PASS anonymous@')).code, 230)
+    t.equal((await c.cmd('PBSZ 0')).code, 200)
+    t.equal((await c.cmd('PROT P')).code, 200)
+    const ep = pasvEndpoint((await c.cmd('PASV')).text)
+    const raw = net.connect(ep.port, ep.host)
+    raw.on('error', () => {})
+    const session = secured.getSession()
+    const data = tls.connect({ socket: raw, ca: readFileSync(certs.caCert), servername: 'localhost', ...(session === undefined ? {} : { session }) })
+    data.on('error', () => {})
+    await once(data, 'secureConnect')
+    c.socket.write(`STOR upload/${name}\r\n`)
+    t.equal((await c.reply())?.code, 150)
+    await new Promise<void>((resolve) => data.write(body, () => resolve()))
+    // A clean end sends close_notify, then FIN; a truncation is a FIN alone.
+    if (end === 'close_notify') data.end()
+    else raw.end()
+    return c.reply(30_000)
+  }
+  const clean = await upload('clean.bin', 'close_notify')
+  t.equal(clean?.code, 226, `an upload ended with close_notify completes (${clean?.text ?? 'closed'})`)
+  t.equal(createHash('sha256').update(readFileSync(join(secure.root, 'upload/clean.bin'))).digest('hex'), createHash('sha256').update(body).digest('hex'), 'and is stored whole')
+  const cut = await upload('cut.bin', 'bare FIN')
+  t.not(cut?.code, 226, `an upload ended by a bare FIN is not answered 226 (${cut?.text ?? 'closed'})`)
+  t.ok((await metricValue(p, 'ftp_proxy_data_connection_failures_total', { reason: 'reset' })) >= 1, 'the proxy counted a broken transfer')
 })
 
 t.test('a server certificate that fails verification ends the session with a 421', async (t) => {
