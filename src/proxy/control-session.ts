@@ -341,7 +341,7 @@ export class ControlSession {
     this.#shared.metrics.sessionsActive.dec()
     const ep = this.#endpoints
     const seconds = Number(((performance.now() - this.#openedAt) / 1000).toFixed(3))
-    this.#log.info({ clientPort: ep.clientPort, upstreamLocalPort: ep.upstreamLocalPort, seconds, reason: this.#life.reason }, 'session closed')
+    this.#log.info({ clientPort: ep.clientPort, upstreamLocalPort: ep.upstreamLocalPort, seconds, reason: this.#life.reason, tls: this.#conversation.tls.described }, 'session closed')
     // Done once no lease holds a port and no reply work (a rewrite mid-dial) is left.
     void Promise.all([this.#data.settled(), this.#replies.settled()]).then(() => this.#data.settled()).then(() => this.#resolveDone())
   }

@@ -36,3 +36,24 @@ export function hintFor(reason: FailureReason, advertised: string | null, cls: A
       return 'no byte moved on the data connection, or the server sent no final reply, for --data-idle-timeout: a stalled peer or a dead path between proxy and server'
   }
 }
+
+/**
+ * Plain-words advice for a failed TLS handshake on a control connection, from the error Node and
+ * OpenSSL give: no common version, a certificate refused, or no handshake at all.
+ */
+export function tlsHintFor(side: 'client' | 'server', err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code ?? ''
+  const text = `${code} ${err.message}`
+  if (/PROTOCOL|VERSION|no protocols available/i.test(text)) {
+    return side === 'client'
+      ? 'the client offers no TLS version the proxy speaks (TLS 1.2 or later): upgrade the client or its TLS settings'
+      : 'the FTP server speaks no TLS version the proxy accepts (TLS 1.2 or later)'
+  }
+  if (/CERT|SELF_SIGNED|ALTNAME|ISSUER|verify/i.test(text)) {
+    return side === 'client'
+      ? "the client refused the proxy's certificate: give it the CA of --tls-cert, or a certificate for the name it dials"
+      : "the FTP server's certificate was refused: give its CA with --upstream-ca, its name with --upstream-tls-servername, or (test servers only) --upstream-tls-insecure"
+  }
+  if (code === 'ETIMEDOUT') return `no TLS handshake within --tls-handshake-timeout: the ${side === 'client' ? 'client' : 'FTP server'} did not start or finish one`
+  return `the ${side === 'client' ? 'client' : 'FTP server'} broke off the TLS handshake: see the error`
+}

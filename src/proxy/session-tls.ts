@@ -31,11 +31,18 @@ export class SessionTls {
   readonly #handshaking = { client: false, server: false }
   /** The newest TLS session the server gave the proxy's control connection (TLS 1.3 tickets come after the handshake). */
   #serverSession: Buffer | undefined
+  /** Protocol and cipher of each side's control connection, once TLS is on. */
+  readonly #described: { client?: string; server?: string } = {}
   /** This session's TLS scope toward its client (context, session cache), made at AUTH TLS. */
   #clientScope: ClientTlsSide | null = null
 
   constructor(opts: SessionTlsOptions) {
     this.#opts = opts
+  }
+
+  /** Protocol and cipher of each side that is TLS, for the session's last log line; undefined when neither is. */
+  get described(): { readonly client?: string; readonly server?: string } | undefined {
+    return this.#described.client === undefined && this.#described.server === undefined ? undefined : this.#described
   }
 
   /** Whether `leg`'s TLS handshake is under way (flow-control.ts reads it then). */
@@ -125,7 +132,9 @@ export class SessionTls {
       this.#handshaking[leg] = false
     }
     this.#opts.metrics.tlsHandshake(leg, 'control', 'ok')
-    this.#opts.log.info({ side: leg, ...tlsDescription(handshake.socket) }, 'TLS on the control connection')
+    const described = tlsDescription(handshake.socket)
+    this.#described[leg] = `${described.version ?? '?'} ${described.cipher ?? '?'}`
+    this.#opts.log.info({ side: leg, ...described }, 'TLS on the control connection')
   }
 
   /** How a data connection set up now is protected on each side; undefined when both are clear. */

@@ -4,6 +4,7 @@
 // toward the server. The upgrades themselves (the leg swaps and handshakes) are session-tls.ts's.
 
 import type { Logger } from 'pino'
+import { tlsHintFor } from './hints.js'
 import type { Expect, ReplyOrder, Slot } from './reply-order.js'
 import type { SessionTls } from './session-tls.js'
 
@@ -47,7 +48,7 @@ export class TlsConversation {
         if (e.type === 'auth' && !e.secured) return resolve()
         this.#deps.afterClientFlush(() => {
           tls.secureClient().then(resolve, (err: unknown) => {
-            this.#deps.log.warn({ error: (err as Error).message }, 'TLS handshake with the client failed; closing')
+            this.#deps.log.warn({ error: (err as Error).message, hint: tlsHintFor('client', err as Error) }, 'TLS handshake with the client failed; closing')
             resolve()
           })
         })
@@ -102,7 +103,7 @@ export class TlsConversation {
       await this.#tls.secureServer()
     } catch (err) {
       const message = (err as Error).message
-      this.#deps.log.warn({ error: message }, 'TLS handshake with the FTP server failed; closing')
+      this.#deps.log.warn({ error: message, hint: tlsHintFor('server', err as Error) }, 'TLS handshake with the FTP server failed; closing')
       this.#deps.closeWith(`421 TLS handshake with the FTP server failed (${message}); closing.\r\n`, 'server TLS failed')
       return false
     }

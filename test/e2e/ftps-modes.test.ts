@@ -171,6 +171,8 @@ t.test('a server certificate that fails verification ends the session with a 421
   t.not(r.code, 0, 'the transfer fails')
   t.match(r.stderr, /421 TLS handshake with the FTP server failed/, 'with a 421 saying why')
   t.ok((await handshakes(p, 'server', 'control', 'failed')) >= 1, 'counted')
+  const line = p.logs.find((l) => l['msg'] === 'TLS handshake with the FTP server failed; closing')
+  t.match(line?.['hint'], /--upstream-ca/, 'the log line says what to set')
 })
 
 t.test('FEAT offers AUTH TLS, PBSZ and PROT exactly when the client side does; --client-tls required', async (t) => {
