@@ -138,6 +138,6 @@ t.test('the metrics show every data leg protected, and the server side resumed',
   const secured = proxy.logs.filter((l) => l['msg'] === 'TLS on the control connection')
   t.ok(secured.some((l) => l['side'] === 'server' && typeof l['version'] === 'string' && typeof l['cipher'] === 'string'), 'the log names the protocol and cipher of the server side')
   const closed = proxy.logs.filter((l) => l['msg'] === 'session closed')
-  const tlsOf = (l: Record<string, unknown>): { client?: string; server?: string } => (l['tls'] ?? {}) as { client?: string; server?: string }
+  const tlsOf = (l: Record<string, unknown>): { client?: string; server?: string } => (l['tls'] ?? {})
   t.ok(closed.some((l) => /^TLSv1\.[23] \S+$/.test(tlsOf(l).client ?? '') && /^TLSv1\.3 \S+$/.test(tlsOf(l).server ?? '')), "the session's last log line names each side's protocol and cipher")
 })
