@@ -220,8 +220,9 @@ export class Conversation {
       return this.#deps.replies.finish(slot)
     }
     if (e.type === 'greeting' && code >= 200 && this.#serverTlsFirst !== null) {
-      // --upstream-tls required: the server's TLS is on before the client sees the greeting; the
-      // commands the client sent meanwhile wait (#serverTlsFirst holds them from the start).
+      // --upstream-tls required: the server's TLS goes on right after its greeting (which the
+      // client may already have); the client's commands wait for it (#serverTlsFirst holds
+      // them from the session's start).
       this.#greeted = true
       const secured = code === 220 ? this.#tlsTalk.secureServerFirst() : this.#tlsTalk.refuseGreeting(code)
       void secured.then(this.#serverTlsFirst)

@@ -13,6 +13,8 @@ export interface RelayHooks {
   readonly onClosed: () => void
   /** Called when either leg has been handed its last byte and our FIN. */
   readonly onFinish: () => void
+  /** Whether the client's bytes are the payload (an upload): only then is its bare FIN a truncation. */
+  readonly upload: () => boolean
 }
 
 /** Relays between `client` and `upstream`; reading starts when the caller resumes `client`. */
@@ -38,8 +40,10 @@ export function relayLegs(client: net.Socket, upstream: net.Socket, hooks: Relay
   // reset connection and succeeds on a half-closed one.
   client.once('end', () => {
     // A protected upload that ended with a bare FIN, no close_notify: a truncation (RFC 4217 and
-    // TLS: only close_notify says the data is complete). The server must not store it.
-    if (TRUNCATED.has(client)) {
+    // TLS: only close_notify says the data is complete). The server must not store it. On a
+    // download the client's end carries nothing (ftplib closes without close_notify once it
+    // has every byte): it goes on as for a clear connection.
+    if (TRUNCATED.has(client) && hooks.upload()) {
       hooks.onError(new Error("the client's protected data connection ended without close_notify (truncated)"))
       resetLeg(upstream)
       return

@@ -49,6 +49,8 @@ export function protectLegs(
     const { side, requireReuse } = dataTls.client
     // Over a tap of the TCP socket, not the socket itself: the tap sees the TCP FIN before TLS
     // does, which tells a client's close_notify from a bare FIN (a truncated upload).
+    // The relay's keepalive would reach a TLS socket over a stream, which has no TCP to set.
+    client.setKeepAlive(true, 60_000)
     let t: tls.TLSSocket | null = null
     const tap = finTap(client, () => {
       if (t !== null && !eofSeen(t)) markTruncated(t)

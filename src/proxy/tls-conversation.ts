@@ -82,7 +82,10 @@ export class TlsConversation {
   /** --upstream-tls required: AUTH TLS to the server right after its greeting; false if the session ends. */
   async secureServerFirst(): Promise<boolean> {
     const answered = new Promise<number>((resolve) => {
-      this.#deps.forward({ type: 'internal', onReply: resolve }, Buffer.from('AUTH TLS\r\n'))
+      const slot = this.#deps.forward({ type: 'internal', onReply: resolve }, Buffer.from('AUTH TLS\r\n'))
+      // A server that leaves without answering: the slot is done with no reply (after a reply,
+      // this -1 comes second and changes nothing).
+      slot.onDone = () => resolve(-1)
     })
     const code = await answered
     if (code !== 234) {

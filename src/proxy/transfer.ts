@@ -242,6 +242,7 @@ export class DataLease {
       failed: () => this.#error !== null,
       onClosed: () => this.#onLegClosed(),
       onFinish: () => this.#onFinish(),
+      upload: () => this.#direction === 'upload',
     })
     this.#meter.start()
     legs.client.resume()

@@ -159,6 +159,42 @@ t.test('a protected upload that ends with a bare FIN (no close_notify) is not st
   const clean = await upload('clean.bin', 'close_notify')
   t.equal(clean?.code, 226, `an upload ended with close_notify completes (${clean?.text ?? 'closed'})`)
   t.equal(createHash('sha256').update(readFileSync(join(secure.root, 'upload/clean.bin'))).digest('hex'), createHash('sha256').update(body).digest('hex'), 'and is stored whole')
+  // A download the client ends with a bare FIN once it has every byte (ftplib closes without
+  // unwrap): complete, answered 226 (the second review found it answered 426).
+  {
+    const plain = await RawFtp.connect(p.host, p.port)
+    t.equal((await plain.reply())?.code, 220)
+    t.equal((await plain.cmd('AUTH TLS')).code, 234)
+    const secured = tls.connect({ socket: plain.socket, ca: readFileSync(certs.caCert), servername: 'localhost' })
+    await once(secured, 'secureConnect')
+    const c = RawFtp.over(secured)
+    t.teardown(() => c.close())
+    await c.cmd('USER anonymous')
+    await c.cmd('PASS anonymous@')
+    await c.cmd('PBSZ 0')
+    await c.cmd('PROT P')
+    const ep = pasvEndpoint((await c.cmd('PASV')).text)
+    const raw = net.connect(ep.port, ep.host)
+    raw.on('error', () => {})
+    const session = secured.getSession()
+    const data = tls.connect({ socket: raw, ca: readFileSync(certs.caCert), servername: 'localhost', ...(session === undefined ? {} : { session }) })
+    data.on('error', () => {})
+    await once(data, 'secureConnect')
+    c.socket.write('RETR big.bin\r\n')
+    // The bare FIN goes as soon as the last byte is in, before the proxy can have passed the
+    // server's 226 on.
+    const chunks: Buffer[] = []
+    let got = 0
+    data.on('data', (b: Buffer) => {
+      chunks.push(b)
+      got += b.length
+      if (got === 64 * MiB) raw.end()
+    })
+    await once(raw, 'close')
+    const replies = [await c.reply(30_000), await c.reply(30_000)]
+    t.same(replies.map((r) => r?.code), [150, 226], 'a complete download closed by a bare FIN is answered 226')
+    t.equal(createHash('sha256').update(Buffer.concat(chunks)).digest('hex'), secureFile.sha256, 'every byte')
+  }
   const cut = await upload('cut.bin', 'bare FIN')
   t.not(cut?.code, 226, `an upload ended by a bare FIN is not answered 226 (${cut?.text ?? 'closed'})`)
   t.ok((await metricValue(p, 'ftp_proxy_data_connection_failures_total', { reason: 'reset' })) >= 1, 'the proxy counted a broken transfer')

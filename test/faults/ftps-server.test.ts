@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { makeCertificates } from '../fixtures/certs.js'
-import { startProxy } from '../fixtures/proxy.js'
+import { startProxy, type TestProxy } from '../fixtures/proxy.js'
 import { RawFtp } from '../fixtures/raw-ftp.js'
 import { startTlsFtpDouble, type DoubleOptions } from '../fixtures/tls-ftp-double.js'
 
@@ -16,14 +16,14 @@ const dir = mkdtempSync(join(tmpdir(), 'ftps-server-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 const certs = makeCertificates(dir)
 
-async function setUp(t: Test, options: Omit<DoubleOptions, 'certs'>): Promise<{ client: RawFtp; commands: string[] }> {
+async function setUp(t: Test, options: Omit<DoubleOptions, 'certs'>): Promise<{ client: RawFtp; commands: string[]; proxy: TestProxy }> {
   const server = await startTlsFtpDouble({ certs, ...options })
   t.teardown(() => server.close())
   const proxy = await startProxy(['--upstream', `127.0.0.1:${server.port}`, '--upstream-tls', 'required', '--upstream-ca', certs.caCert], 'info')
   t.teardown(() => proxy.close())
   const client = await RawFtp.connect(proxy.host, proxy.port)
   t.teardown(() => client.close())
-  return { client, commands: server.commands }
+  return { client, commands: server.commands, proxy }
 }
 
 t.test('commands sent before a late greeting wait for the server\'s TLS', async (t) => {
@@ -56,3 +56,16 @@ for (const refused of [{ prot: '536 no' }, { pbsz: '500 what' }]) {
     t.notOk(commands.some((c) => / (USER|PASS)/.test(c)), 'nothing of the client reached the server')
   })
 }
+
+t.test('a server that leaves after the proxy\'s AUTH TLS without a reply: the session ends, nothing is held', async (t) => {
+  // Found by the second review: the session waited for a reply that never came, held until
+  // the end of the shutdown grace.
+  const { client, commands, proxy } = await setUp(t, { onAuth: 'close' })
+  client.socket.write('USER alice\r\n')
+  for (let r = await client.reply(); r !== null; r = await client.reply());
+  t.pass('the client connection closed')
+  const deadline = Date.now() + 10_000
+  while (proxy.proxy.sessionCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  t.equal(proxy.proxy.sessionCount, 0, 'the session is gone')
+  t.notOk(commands.some((c) => / USER/.test(c)), 'USER never reached the server')
+})
