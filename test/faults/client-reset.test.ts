@@ -67,9 +67,10 @@ for (const [i, { when, bytes, pauseMs, seen }] of cases.entries()) {
       t.equal(failed?.reason, 'reset', 'and logged as a failed data connection, reason reset')
       t.equal(final?.code, 426, 'the client is told the upload failed (426)')
       // The server learns of the failure only if the proxy passes the reset on (RST, not FIN).
-      // Right behind data, the double (a Node program) may itself read the proxy's RST as an
-      // end: there only vsftpd, below, can tell.
-      if (seen) t.equal(files['up.bin']?.length, undefined, 'the server did not store a truncated file as complete')
+      // The double (a Node program) may itself read the proxy's RST as an end when it comes
+      // right behind data, which a loaded machine makes happen even 20 ms after the client's
+      // last byte (CI once: 671,232 bytes stored, the proxy's RST counted): vsftpd, below,
+      // reads with read(2) and is the check of what the server learns.
     } else {
       t.comment('the proxy saw a clean end of the client leg: to it, and to the server, the upload completed')
       t.equal(final?.code, 226, 'then the client is told what the server said')
