@@ -129,7 +129,8 @@ t.test('failures: each counted, each with a clear end, the proxy going on', asyn
 t.test('a protected upload that ends with a bare FIN (no close_notify) is not stored as complete', async (t) => {
   const p = await proxyFor(29630, '29696-29699', [...tlsArgs, '--upstream-ca', certs.caCert])
   const body = randomBytes(4 * MiB)
-  async function upload(name: string, end: 'close_notify' | 'bare FIN'): Promise<RawReply | null> {
+  /** A logged-in protected session through the proxy and a protected data connection for one transfer. */
+  async function protectedData(): Promise<{ c: RawFtp; raw: net.Socket; data: tls.TLSSocket }> {
     const plain = await RawFtp.connect(p.host, p.port)
     t.equal((await plain.reply())?.code, 220)
     t.equal((await plain.cmd('AUTH TLS')).code, 234)
@@ -148,6 +149,10 @@ t.test('a protected upload that ends with a bare FIN (no close_notify) is not st
     const data = tls.connect({ socket: raw, ca: readFileSync(certs.caCert), servername: 'localhost', ...(session === undefined ? {} : { session }) })
     data.on('error', () => {})
     await once(data, 'secureConnect')
+    return { c, raw, data }
+  }
+  async function upload(name: string, end: 'close_notify' | 'bare FIN'): Promise<RawReply | null> {
+    const { c, raw, data } = await protectedData()
     c.socket.write(`STOR upload/${name}\r\n`)
     t.equal((await c.reply())?.code, 150)
     await new Promise<void>((resolve) => data.write(body, () => resolve()))
@@ -162,24 +167,7 @@ t.test('a protected upload that ends with a bare FIN (no close_notify) is not st
   // A download the client ends with a bare FIN once it has every byte (ftplib closes without
   // unwrap): complete, answered 226 (the second review found it answered 426).
   {
-    const plain = await RawFtp.connect(p.host, p.port)
-    t.equal((await plain.reply())?.code, 220)
-    t.equal((await plain.cmd('AUTH TLS')).code, 234)
-    const secured = tls.connect({ socket: plain.socket, ca: readFileSync(certs.caCert), servername: 'localhost' })
-    await once(secured, 'secureConnect')
-    const c = RawFtp.over(secured)
-    t.teardown(() => c.close())
-    await c.cmd('USER anonymous')
-    await c.cmd('PASS anonymous@')
-    await c.cmd('PBSZ 0')
-    await c.cmd('PROT P')
-    const ep = pasvEndpoint((await c.cmd('PASV')).text)
-    const raw = net.connect(ep.port, ep.host)
-    raw.on('error', () => {})
-    const session = secured.getSession()
-    const data = tls.connect({ socket: raw, ca: readFileSync(certs.caCert), servername: 'localhost', ...(session === undefined ? {} : { session }) })
-    data.on('error', () => {})
-    await once(data, 'secureConnect')
+    const { c, raw, data } = await protectedData()
     c.socket.write('RETR big.bin\r\n')
     // The bare FIN goes as soon as the last byte is in, before the proxy can have passed the
     // server's 226 on.
