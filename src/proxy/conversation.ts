@@ -63,7 +63,7 @@ export class Conversation {
   constructor(deps: ConversationDeps) {
     this.#deps = deps
     this.#refusals = new Refusals(deps.shared.metrics, deps.log, deps.maxRefusedInRow)
-    this.tls = new SessionTls({ settings: deps.shared.tls, config: deps.shared.config, metrics: deps.shared.metrics, log: deps.log, swap: deps.swapLeg })
+    this.tls = new SessionTls({ settings: deps.shared.tls?.(), config: deps.shared.config, metrics: deps.shared.metrics, log: deps.log, swap: deps.swapLeg })
     this.#tlsTalk = new TlsConversation(this.tls, {
       log: deps.log,
       replies: deps.replies,

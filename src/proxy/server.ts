@@ -6,7 +6,8 @@ import ipaddr from 'ipaddr.js'
 import type { Logger } from 'pino'
 import type { Config, Endpoint } from '../config-types.js'
 import { clientKey, normalizeAddress, ownAddresses } from '../net/address-policy.js'
-import { loadTlsSettings } from '../net/tls.js'
+import { ConfigError } from '../errors.js'
+import { loadTlsSettings, type TlsSettings } from '../net/tls.js'
 import { PortPool } from '../net/port-pool.js'
 import { createMetrics, type ProxyMetrics } from '../observe/metrics.js'
 import { UpstreamReadiness } from '../observe/readiness.js'
@@ -38,9 +39,13 @@ export class ProxyServer {
   readonly #perClient = new Map<string, number>()
   #own: { readonly at: number; readonly set: ReadonlySet<string> } | null = null
   #allowList: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = []
+  /** FTPS settings for new sessions: the certificate files as last read. */
+  #tls: TlsSettings
 
   constructor(options: ProxyOptions) {
     this.#config = options.config
+    // Certificates are read here (and again on reload): a file that cannot be used stops the start (ConfigError).
+    this.#tls = loadTlsSettings(options.config)
     this.logger = options.logger
     this.metrics = options.metrics ?? createMetrics({ version: VERSION })
     this.pool = new PortPool(options.config.passivePorts, () => this.metrics.poolInUse.set(this.pool.inUse))
@@ -59,8 +64,7 @@ export class ProxyServer {
       nextLeaseId: () => ++this.#leaseSeq,
       clientLeases: new Map(),
       ownAddresses: () => this.#ownAddresses(),
-      // Certificates are read once, here: a file that cannot be used stops the start (ConfigError).
-      tls: loadTlsSettings(options.config),
+      tls: () => this.#tls,
     }
     if (options.config.upstreamTlsInsecure) {
       this.logger.warn("--upstream-tls-insecure: the FTP server's certificate is not checked; anyone between the proxy and the server can read and change the session")
@@ -79,11 +83,19 @@ export class ProxyServer {
   reload(next: Config): { ok: true } | { ok: false; reason: string } {
     const cur = this.#config
     const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
-    // The certificates and the TLS checks are read at start (SessionContext.tls).
-    const atStart = ['listen', 'passivePorts', 'metricsListen', 'tlsCert', 'tlsKey', 'clientTls', 'upstreamCa', 'upstreamTlsServername', 'upstreamTlsInsecure'] as const
-    for (const key of atStart) {
+    for (const key of ['listen', 'passivePorts', 'metricsListen'] as const) {
       if (!same(cur[key], next[key])) return { ok: false, reason: `${key} cannot change without a restart` }
     }
+    // The certificate files are read again (a rotated certificate, same paths): one that cannot
+    // be used refuses the reload, and the running one stays. Sessions keep what they started with.
+    let tls: TlsSettings
+    try {
+      tls = loadTlsSettings(next)
+    } catch (err) {
+      if (err instanceof ConfigError) return { ok: false, reason: err.message }
+      throw err
+    }
+    this.#tls = tls
     if (!same(cur.upstream, next.upstream)) this.#dataMemory.lastAnswered = null
     this.#config = next
     this.#allowList = parseAllowList(next.allowClients)

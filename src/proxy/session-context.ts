@@ -42,8 +42,11 @@ export interface SessionContext {
   readonly clientLeases: Map<string, number>
   /** The proxy host's own addresses, never dialled for data by default. */
   readonly ownAddresses: () => ReadonlySet<string>
-  /** FTPS: the proxy's certificate and the checks toward the server (null: no TLS anywhere, as in tests). */
-  readonly tls?: TlsSettings
+  /**
+   * FTPS now: the proxy's certificate and the checks toward the server, re-read on SIGHUP; a
+   * session keeps the settings it started with (absent: no TLS anywhere, as in some tests).
+   */
+  readonly tls?: () => TlsSettings
   readonly limits?: SessionLimits
 }
 

@@ -35,3 +35,21 @@ t.test('a refused connect is reported as refused, with each attempt', async (t) 
   t.equal((err as DialError).reason, 'refused')
   t.equal((err as DialError).attempts.length, 1)
 })
+
+t.test('a deadline whose timer fires late (the loop stalled) grants the full time once more, then expires', async (t) => {
+  const { Deadline } = await import('../../src/deadline.js')
+  const started = performance.now()
+  let expiredAt = 0
+  const expired = new Promise<void>((resolve) => {
+    // eslint-disable-next-line no-new
+    new Deadline(50, () => {
+      expiredAt = performance.now() - started
+      resolve()
+    })
+  })
+  const until = Date.now() + 300
+  while (Date.now() < until);
+  await expired
+  t.ok(expiredAt >= 340, `expired after the stall and 50 ms more (${expiredAt.toFixed(0)} ms)`)
+  t.ok(expiredAt < 5000, 'and did expire')
+})
