@@ -8,6 +8,9 @@ import { tlsHintFor } from './hints.js'
 import type { Expect, ReplyOrder, Slot } from './reply-order.js'
 import type { SessionTls } from './session-tls.js'
 
+// The client's 234, whether the proxy answers at once or once the server's TLS is on.
+const AUTH_OK = Buffer.from('234 AUTH TLS successful; go ahead with the TLS handshake.\r\n')
+
 export interface TlsConversationDeps {
   readonly log: Logger
   readonly replies: ReplyOrder
@@ -41,7 +44,7 @@ export class TlsConversation {
       if (tls.serverFirst) {
         slot = this.#deps.forward({ type: 'auth', secured: false }, Buffer.from('AUTH TLS\r\n'))
       } else {
-        slot = this.#deps.replies.own({ type: 'local' }, Buffer.from('234 AUTH TLS successful; go ahead with the TLS handshake.\r\n'))
+        slot = this.#deps.replies.own({ type: 'local' }, AUTH_OK)
       }
       slot.onSent = () => {
         const e = slot.expect
@@ -68,7 +71,7 @@ export class TlsConversation {
     this.#deps.replies.later(slot, async () => {
       if (!(await this.#secureServer())) return []
       e.secured = true
-      return [Buffer.from('234 AUTH TLS successful; go ahead with the TLS handshake.\r\n')]
+      return [AUTH_OK]
     }, [])
   }
 
