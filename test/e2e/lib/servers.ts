@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { findBinary } from './bin.js'
@@ -61,6 +62,8 @@ export interface VsftpdTls {
   readonly key: string
   /** force_anon_logins_ssl and force_anon_data_ssl: a clear session or data connection is refused. */
   readonly required: boolean
+  /** implicit_ssl: TLS from the first byte of the control connection (FTPS on its own port, as on 990). */
+  readonly implicit?: boolean
 }
 
 export function startVsftpd(opts: ServerPorts & { pasvAddress?: string; tls?: VsftpdTls }): Promise<FtpServer> {
@@ -112,11 +115,12 @@ export function startVsftpd(opts: ServerPorts & { pasvAddress?: string; tls?: Vs
             `force_anon_data_ssl=${opts.tls.required ? 'YES' : 'NO'}`,
             // The default, said out loud: a data connection must resume the control session.
             'require_ssl_reuse=YES',
+            ...(opts.tls.implicit === true ? ['implicit_ssl=YES'] : []),
           ]),
     ]
     const confPath = join(tmp, 'vsftpd.conf')
     await writeFile(confPath, conf.join('\n') + '\n')
-    return { bin: findBinary('vsftpd'), args: [confPath], root, user: 'anonymous', password: 'anonymous@' }
+    return { bin: findBinary('vsftpd'), args: [confPath], root, user: 'anonymous', password: 'anonymous@', implicitTls: opts.tls?.implicit === true }
   })
 }
 
@@ -210,6 +214,8 @@ interface LaunchSpec {
   root: string;
   user: string;
   password: string;
+  /** The server speaks TLS from the first byte (implicit FTPS): its greeting is awaited over TLS. */
+  implicitTls?: boolean;
 }
 
 /** Runs `prepare` in a fresh temp dir and launches the server; the dir is removed on any failure. */
@@ -255,7 +261,8 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 async function launch(kind: FtpServer['kind'], port: number, tmp: string, spec: LaunchSpec): Promise<FtpServer> {
-  if (await greets(port)) {
+  const tls = spec.implicitTls === true
+  if (await greets(port, tls)) {
     throw new Error(`${kind}: port ${port} already has an FTP server (a leftover from an earlier run?)`)
   }
   // Its own process group: every server forks a process per session, and stop() must end
@@ -286,7 +293,7 @@ async function launch(kind: FtpServer['kind'], port: number, tmp: string, spec: 
     return stopping
   }
   try {
-    await waitForGreeting(port, exited, output)
+    await waitForGreeting(port, tls, exited, output)
   } catch (err) {
     await stop()
     throw new Error(`${kind} did not start on ${HOST}:${port}: ${(err as Error).message}`, { cause: err })
@@ -312,7 +319,7 @@ function captureTail(child: ChildProcess): () => string {
   return () => tail
 }
 
-async function waitForGreeting(port: number, exited: Promise<void>, output: () => string): Promise<void> {
+async function waitForGreeting(port: number, tls: boolean, exited: Promise<void>, output: () => string): Promise<void> {
   let hasExited = false
   void exited.then(() => {
     hasExited = true
@@ -320,7 +327,7 @@ async function waitForGreeting(port: number, exited: Promise<void>, output: () =
   const deadline = Date.now() + START_TIMEOUT_MS
   while (Date.now() < deadline) {
     if (hasExited) throw new Error(`it exited: ${output().trim() || '(no output)'}`)
-    if (await greets(port)) return
+    if (await greets(port, tls)) return
     await new Promise((r) => setTimeout(r, 50))
   }
   throw new Error(`no 220 greeting within ${START_TIMEOUT_MS} ms: ${output().trim() || '(no output)'}`)
@@ -329,10 +336,11 @@ async function waitForGreeting(port: number, exited: Promise<void>, output: () =
 /**
  * True when something on the port sends a final 220 reply line (RFC 959 4.2: a multi-line reply
  * ends on "220 "; pure-ftpd sends "220-" lines first); false on refusal or anything else.
+ * With `tls`, the greeting is read over TLS (implicit FTPS; the certificate is not checked here).
  */
-function greets(port: number): Promise<boolean> {
+function greets(port: number, tls = false): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ host: HOST, port })
+    const socket = tls ? tlsConnect({ host: HOST, port, rejectUnauthorized: false }) : connect({ host: HOST, port })
     let text = ''
     const done = (ok: boolean): void => {
       socket.destroy()
