@@ -15,8 +15,11 @@ export type ActiveMode = 'passive' | 'relay' | 'deny'
 /** TLS toward clients (--client-tls). */
 export type ClientTlsMode = 'off' | 'optional' | 'required'
 
-/** TLS toward the server (--upstream-tls): when the client uses it, always, or never. */
-export type UpstreamTlsMode = 'mirror' | 'required' | 'off'
+/** TLS toward the server (--upstream-tls): when the client uses it, always (AUTH TLS after the greeting, or implicit: TLS from the first byte), or never. */
+export type UpstreamTlsMode = 'mirror' | 'required' | 'implicit' | 'off'
+
+/** Whether FTPS clients must show a certificate signed by --tls-ca (--client-cert). */
+export type ClientCertMode = 'none' | 'optional' | 'required'
 
 /** Whether a client's protected data connection must resume its control session (--client-data-tls-reuse). */
 export type DataTlsReuse = 'optional' | 'required'
@@ -24,6 +27,8 @@ export type DataTlsReuse = 'optional' | 'required'
 export interface Config {
   /** Where clients connect (--listen, may repeat). */
   readonly listen: readonly Endpoint[]
+  /** Where clients connect with TLS from the first byte, implicit FTPS (--listen-implicit-tls, may repeat; usually port 990). */
+  readonly listenImplicitTls: readonly Endpoint[]
   /** The FTP server behind the proxy (--upstream HOST:PORT, required). */
   readonly upstream: Endpoint
   /** Pool of local ports for passive data connections, inclusive (--passive-ports MIN-MAX). */
@@ -78,10 +83,17 @@ export interface Config {
   readonly logLevel: LogLevel
   /** Where /metrics, /healthz and /readyz are served; null = off (--metrics-listen). */
   readonly metricsListen: Endpoint | null
-  /** PEM files of the certificate and key shown to FTPS clients; both or neither (--tls-cert, --tls-key). */
-  readonly tlsCert: string | null
-  readonly tlsKey: string | null
+  /**
+   * PEM files of the certificates and keys shown to FTPS clients, paired in order (--tls-cert,
+   * --tls-key, each may repeat); the first is the default, the others are chosen by the name the
+   * client asks for (SNI). Empty: no client-side TLS.
+   */
+  readonly tlsCert: readonly string[]
+  readonly tlsKey: readonly string[]
   readonly clientTls: ClientTlsMode
+  /** PEM CA file that clients' certificates are checked against (--tls-ca). */
+  readonly tlsCa: string | null
+  readonly clientCert: ClientCertMode
   readonly upstreamTls: UpstreamTlsMode
   /** PEM CA file for the server's certificate; null = the system's store (--upstream-ca). */
   readonly upstreamCa: string | null
@@ -89,6 +101,9 @@ export interface Config {
   readonly upstreamTlsServername: string | null
   /** Whether the server's certificate goes unchecked (--upstream-tls-insecure). */
   readonly upstreamTlsInsecure: boolean
+  /** The proxy's own client certificate and key toward a server that asks for one; both or neither (--upstream-tls-cert, --upstream-tls-key). */
+  readonly upstreamTlsCert: string | null
+  readonly upstreamTlsKey: string | null
   readonly clientDataTlsReuse: DataTlsReuse
   /** Milliseconds a TLS handshake may take on any leg (--tls-handshake-timeout). */
   readonly tlsHandshakeTimeoutMs: number

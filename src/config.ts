@@ -16,7 +16,7 @@ import { extname } from 'node:path'
 import { parseArgs } from 'node:util'
 import ipaddr from 'ipaddr.js'
 import { parse as parseYaml } from 'yaml'
-import type { ActiveMode, ClientTlsMode, Config, DataTlsReuse, Endpoint, LogLevel, UpstreamDataAddress, UpstreamTlsMode } from './config-types.js'
+import type { ActiveMode, ClientCertMode, ClientTlsMode, Config, DataTlsReuse, Endpoint, LogLevel, UpstreamDataAddress, UpstreamTlsMode } from './config-types.js'
 import { formatDuration, parseDuration } from './duration.js'
 import { ConfigError } from './errors.js'
 import { formatEndpoint } from './net/endpoint.js'
@@ -34,13 +34,15 @@ const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debu
 const UPSTREAM_DATA_ADDRESSES: readonly UpstreamDataAddress[] = ['auto', 'advertised', 'control']
 const ACTIVE_MODES: readonly ActiveMode[] = ['passive', 'relay', 'deny']
 const CLIENT_TLS_MODES: readonly ClientTlsMode[] = ['off', 'optional', 'required']
-const UPSTREAM_TLS_MODES: readonly UpstreamTlsMode[] = ['mirror', 'required', 'off']
+const UPSTREAM_TLS_MODES: readonly UpstreamTlsMode[] = ['mirror', 'required', 'implicit', 'off']
+const CLIENT_CERT_MODES: readonly ClientCertMode[] = ['none', 'optional', 'required']
 const DATA_TLS_REUSE: readonly DataTlsReuse[] = ['optional', 'required']
 
 /** Everything but the upstream server, which has no sensible default and must be given. */
 export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
   // Loopback only: exposing the proxy to a network should be a deliberate choice.
   listen: [{ host: '127.0.0.1', port: 2121 }],
+  listenImplicitTls: [],
   // TCP ports, inclusive: 100 passive transfers at once. Below Linux's default ephemeral range
   // (32768-60999), so the kernel does not hand these ports to outgoing connections.
   passivePorts: { min: 30000, max: 30099 },
@@ -81,15 +83,19 @@ export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
   metricsListen: { host: '127.0.0.1', port: 9464 },
   // FTPS (RFC 4217). With no certificate the client side stays clear, as before FTPS existed;
   // with one, clients may ask for TLS (optional) unless --client-tls says otherwise.
-  tlsCert: null,
-  tlsKey: null,
+  tlsCert: [],
+  tlsKey: [],
   clientTls: 'off',
+  tlsCa: null,
+  clientCert: 'none',
   // TLS to the server exactly when the client used TLS: a protected client is never carried on
   // in clear, and a clear one is not made to depend on the server's certificate.
   upstreamTls: 'mirror',
   upstreamCa: null, // PEM file; null = the system's CA store
   upstreamTlsServername: null, // null = the upstream host when it is a name; none for an IP
   upstreamTlsInsecure: false,
+  upstreamTlsCert: null,
+  upstreamTlsKey: null,
   clientDataTlsReuse: 'optional',
   tlsHandshakeTimeoutMs: 10_000, // ms, a TLS handshake on any leg, control or data
   configFile: null,
@@ -261,18 +267,39 @@ const SETTINGS = [
     help: 'Where /metrics, /healthz and /readyz are served; off disables them; port 0 = any free port (logged).',
   },
   {
+    key: 'listenImplicitTls',
+    flag: 'listen-implicit-tls',
+    env: 'FTP_PROXY_LISTEN_IMPLICIT_TLS',
+    arg: 'HOST:PORT',
+    help: 'Where clients connect with TLS from the first byte (implicit FTPS, usually port 990); needs --tls-cert. Repeat the flag or separate with commas.',
+  },
+  {
     key: 'tlsCert',
     flag: 'tls-cert',
     env: 'FTP_PROXY_TLS_CERT',
     arg: 'FILE',
-    help: 'PEM certificate (chain) the proxy shows FTPS clients after AUTH TLS; with --tls-key.',
+    help: 'PEM certificate (chain) the proxy shows FTPS clients; with --tls-key. Repeat both, in pairs, for several names: the first is the default, the others are chosen by the name the client asks for (SNI).',
   },
   {
     key: 'tlsKey',
     flag: 'tls-key',
     env: 'FTP_PROXY_TLS_KEY',
     arg: 'FILE',
-    help: 'PEM private key of --tls-cert.',
+    help: 'PEM private key of --tls-cert (one per --tls-cert, in the same order).',
+  },
+  {
+    key: 'tlsCa',
+    flag: 'tls-ca',
+    env: 'FTP_PROXY_TLS_CA',
+    arg: 'FILE',
+    help: "PEM CA certificates that FTPS clients' certificates are checked against (--client-cert).",
+  },
+  {
+    key: 'clientCert',
+    flag: 'client-cert',
+    env: 'FTP_PROXY_CLIENT_CERT',
+    arg: CLIENT_CERT_MODES.join('|'),
+    help: 'Client certificates: not asked for (none), checked against --tls-ca when shown (optional), or demanded (required: a client without one is refused at the handshake).',
   },
   {
     key: 'clientTls',
@@ -286,7 +313,7 @@ const SETTINGS = [
     flag: 'upstream-tls',
     env: 'FTP_PROXY_UPSTREAM_TLS',
     arg: UPSTREAM_TLS_MODES.join('|'),
-    help: 'TLS toward the server: when the client uses it (mirror; a server without AUTH TLS is then refused, never used in clear), always (required), or never (off: TLS to the client, clear to a legacy server inside the network).',
+    help: 'TLS toward the server: when the client uses it (mirror; a server without AUTH TLS is then refused, never used in clear), always (required: AUTH TLS after the greeting; implicit: TLS from the first byte, a server on port 990), or never (off: TLS to the client, clear to a legacy server inside the network).',
   },
   {
     key: 'upstreamCa',
@@ -308,6 +335,20 @@ const SETTINGS = [
     env: 'FTP_PROXY_UPSTREAM_TLS_INSECURE',
     arg: '',
     help: "Do not check the server's certificate (self-signed test servers only; warned at start). The variable takes true or false.",
+  },
+  {
+    key: 'upstreamTlsCert',
+    flag: 'upstream-tls-cert',
+    env: 'FTP_PROXY_UPSTREAM_TLS_CERT',
+    arg: 'FILE',
+    help: 'PEM client certificate the proxy shows a server that asks for one, on control and data; with --upstream-tls-key.',
+  },
+  {
+    key: 'upstreamTlsKey',
+    flag: 'upstream-tls-key',
+    env: 'FTP_PROXY_UPSTREAM_TLS_KEY',
+    arg: 'FILE',
+    help: 'PEM private key of --upstream-tls-cert.',
   },
   {
     key: 'clientDataTlsReuse',
@@ -394,6 +435,7 @@ export function loadConfig(
   }
   const config: Config = {
     listen: setting('listen', parseListen, DEFAULTS.listen),
+    listenImplicitTls: setting('listenImplicitTls', parseListen, DEFAULTS.listenImplicitTls),
     upstream: parseEndpoint(expectString(upstreamRaw, 'HOST:PORT'), upstreamRaw.origin, false),
     passivePorts: setting('passivePorts', parsePortRange, DEFAULTS.passivePorts),
     advertiseAddress: setting('advertiseAddress', parseAdvertiseAddress, DEFAULTS.advertiseAddress),
@@ -425,27 +467,63 @@ export function loadConfig(
     configFile,
   }
   checkPoolAgainstListen(config)
+  if (config.listenImplicitTls.length > 0 && config.clientTls === 'off') {
+    throw new ConfigError('listenImplicitTls', 'an implicit FTPS listener needs a certificate: give --tls-cert and --tls-key (and not --client-tls off)')
+  }
   return deepFreeze(config)
 }
 
 /** The FTPS settings, checked together: a client side that offers TLS needs a certificate and its key. */
 function tlsSettings(raw: (key: SettingKey) => Raw | undefined): Pick<
   Config,
-  'tlsCert' | 'tlsKey' | 'clientTls' | 'upstreamTls' | 'upstreamCa' | 'upstreamTlsServername' | 'upstreamTlsInsecure' | 'clientDataTlsReuse' | 'tlsHandshakeTimeoutMs'
+  | 'tlsCert'
+  | 'tlsKey'
+  | 'clientTls'
+  | 'tlsCa'
+  | 'clientCert'
+  | 'upstreamTls'
+  | 'upstreamCa'
+  | 'upstreamTlsServername'
+  | 'upstreamTlsInsecure'
+  | 'upstreamTlsCert'
+  | 'upstreamTlsKey'
+  | 'clientDataTlsReuse'
+  | 'tlsHandshakeTimeoutMs'
 > {
   const file = (key: SettingKey): string | null => {
     const r = raw(key)
     return r === undefined ? null : configFileName(r)
   }
-  const tlsCert = file('tlsCert')
-  const tlsKey = file('tlsKey')
-  if ((tlsCert === null) !== (tlsKey === null)) {
-    throw new ConfigError(tlsCert === null ? 'tlsCert' : 'tlsKey', 'give --tls-cert and --tls-key together')
+  const files = (key: SettingKey): string[] => {
+    const r = raw(key)
+    if (r === undefined) return []
+    const items = typeof r.value === 'string' ? [r.value] : r.value
+    if (!Array.isArray(items) || items.length === 0) throw fail(r.origin, `expected a file name or a list of them, got ${describe(r.value)}`)
+    return items.map((i) => configFileName({ value: i as unknown, origin: r.origin } as Raw))
+  }
+  const tlsCert = files('tlsCert')
+  const tlsKey = files('tlsKey')
+  if (tlsCert.length !== tlsKey.length) {
+    throw new ConfigError(tlsCert.length < tlsKey.length ? 'tlsCert' : 'tlsKey', `give --tls-cert and --tls-key together, one key per certificate (${tlsCert.length} certificates, ${tlsKey.length} keys)`)
   }
   const clientTlsRaw = raw('clientTls')
-  const clientTls = clientTlsRaw === undefined ? (tlsCert === null ? 'off' : 'optional') : parseChoice(clientTlsRaw, CLIENT_TLS_MODES)
-  if (clientTls !== 'off' && tlsCert === null) {
+  const clientTls = clientTlsRaw === undefined ? (tlsCert.length === 0 ? 'off' : 'optional') : parseChoice(clientTlsRaw, CLIENT_TLS_MODES)
+  if (clientTls !== 'off' && tlsCert.length === 0) {
     throw new ConfigError('clientTls', `${clientTls} needs a certificate: give --tls-cert and --tls-key`)
+  }
+  const tlsCa = file('tlsCa')
+  const clientCertRaw = raw('clientCert')
+  const clientCert = clientCertRaw === undefined ? DEFAULTS.clientCert : parseChoice(clientCertRaw, CLIENT_CERT_MODES)
+  if (clientCert !== 'none' && tlsCa === null) {
+    throw new ConfigError('clientCert', `${clientCert} needs the CA that signs the clients' certificates: give --tls-ca`)
+  }
+  if (clientCert !== 'none' && clientTls === 'off') {
+    throw new ConfigError('clientCert', `${clientCert} needs TLS toward clients: give --tls-cert and --tls-key`)
+  }
+  const upstreamTlsCert = file('upstreamTlsCert')
+  const upstreamTlsKey = file('upstreamTlsKey')
+  if ((upstreamTlsCert === null) !== (upstreamTlsKey === null)) {
+    throw new ConfigError(upstreamTlsCert === null ? 'upstreamTlsCert' : 'upstreamTlsKey', 'give --upstream-tls-cert and --upstream-tls-key together')
   }
   const servername = raw('upstreamTlsServername')
   const reuse = raw('clientDataTlsReuse')
@@ -456,14 +534,21 @@ function tlsSettings(raw: (key: SettingKey) => Raw | undefined): Pick<
     tlsCert,
     tlsKey,
     clientTls,
+    tlsCa,
+    clientCert,
     upstreamTls: upstreamTls === undefined ? DEFAULTS.upstreamTls : parseChoice(upstreamTls, UPSTREAM_TLS_MODES),
     upstreamCa: file('upstreamCa'),
     upstreamTlsServername: servername === undefined ? null : configFileName(servername),
     upstreamTlsInsecure: insecure === undefined ? false : parseBoolean(insecure),
+    upstreamTlsCert,
+    upstreamTlsKey,
     clientDataTlsReuse: reuse === undefined ? DEFAULTS.clientDataTlsReuse : parseChoice(reuse, DATA_TLS_REUSE),
     tlsHandshakeTimeoutMs: timeout === undefined ? DEFAULTS.tlsHandshakeTimeoutMs : parseDurationSetting(timeout),
   }
 }
+
+// Flags that may be given more than once: each adds to a list.
+const REPEATABLE: ReadonlySet<SettingKey> = new Set<SettingKey>(['listen', 'listenImplicitTls', 'tlsCert', 'tlsKey'])
 
 function parseFlags(argv: readonly string[]): Map<SettingKey, Raw> {
   let values: Record<string, Array<string | boolean> | undefined>
@@ -482,10 +567,11 @@ function parseFlags(argv: readonly string[]): Map<SettingKey, Raw> {
     const given = values[s.flag]
     if (given === undefined) continue
     const origin: Origin = { key: s.key, from: `--${s.flag}` }
-    if (s.key !== 'listen' && given.length > 1) {
+    const repeatable = REPEATABLE.has(s.key)
+    if (!repeatable && given.length > 1) {
       throw new ConfigError(s.key, `--${s.flag} is given ${given.length} times; give it once`)
     }
-    flags.set(s.key, { value: s.key === 'listen' ? given : given[0], origin })
+    flags.set(s.key, { value: repeatable ? given : given[0], origin })
   }
   return flags
 }
@@ -788,7 +874,7 @@ function parseCidrs(r: Raw): readonly string[] {
 // A pool port that is also a listen port could never be bound by the pool (or vice versa).
 function checkPoolAgainstListen(config: Config): void {
   const { min, max } = config.passivePorts
-  const clash = config.listen.find((l) => l.port >= min && l.port <= max)
+  const clash = [...config.listen, ...config.listenImplicitTls].find((l) => l.port >= min && l.port <= max)
   if (clash !== undefined) {
     throw new ConfigError('passivePorts', `pool ${min}-${max} includes listen port ${clash.port}; use separate ports`)
   }
@@ -860,6 +946,8 @@ function defaultText(key: SettingKey): string {
   switch (key) {
     case 'listen':
       return d.listen.map(formatEndpoint).join(',')
+    case 'listenImplicitTls':
+      return 'none'
     case 'upstream':
       return 'none, required'
     case 'passivePorts':
@@ -907,6 +995,12 @@ function defaultText(key: SettingKey): string {
       return 'none'
     case 'clientTls':
       return 'optional with a certificate, off without'
+    case 'tlsCa':
+    case 'upstreamTlsCert':
+    case 'upstreamTlsKey':
+      return 'none'
+    case 'clientCert':
+      return d.clientCert
     case 'upstreamTls':
       return d.upstreamTls
     case 'upstreamCa':

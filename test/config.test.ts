@@ -22,6 +22,7 @@ t.test('defaults apply to everything but the upstream', async (t) => {
   t.same(config, { ...DEFAULTS, upstream: { host: '192.0.2.1', port: 21 } })
   t.same(DEFAULTS, {
     listen: [{ host: '127.0.0.1', port: 2121 }],
+    listenImplicitTls: [],
     passivePorts: { min: 30000, max: 30099 },
     advertiseAddress: 'auto',
     upstreamDataAddress: 'auto',
@@ -44,13 +45,17 @@ t.test('defaults apply to everything but the upstream', async (t) => {
     maxLineBytes: 8192,
     logLevel: 'info',
     metricsListen: { host: '127.0.0.1', port: 9464 },
-    tlsCert: null,
-    tlsKey: null,
+    tlsCert: [],
+    tlsKey: [],
     clientTls: 'off',
+    tlsCa: null,
+    clientCert: 'none',
     upstreamTls: 'mirror',
     upstreamCa: null,
     upstreamTlsServername: null,
     upstreamTlsInsecure: false,
+    upstreamTlsCert: null,
+    upstreamTlsKey: null,
     clientDataTlsReuse: 'optional',
     tlsHandshakeTimeoutMs: 10000,
     configFile: null,
@@ -138,6 +143,7 @@ t.test('environment', async (t) => {
       { host: '::1', port: 0 },
     ],
     upstream: { host: 'ftp.example.com', port: 21 },
+    listenImplicitTls: [],
     passivePorts: { min: 40000, max: 40099 },
     advertiseAddress: '198.51.100.1',
     upstreamDataAddress: 'advertised',
@@ -160,13 +166,17 @@ t.test('environment', async (t) => {
     maxLineBytes: 1024,
     logLevel: 'debug',
     metricsListen: null,
-    tlsCert: null,
-    tlsKey: null,
+    tlsCert: [],
+    tlsKey: [],
     clientTls: 'off',
+    tlsCa: null,
+    clientCert: 'none',
     upstreamTls: 'mirror',
     upstreamCa: null,
     upstreamTlsServername: null,
     upstreamTlsInsecure: false,
+    upstreamTlsCert: null,
+    upstreamTlsKey: null,
     clientDataTlsReuse: 'optional',
     tlsHandshakeTimeoutMs: 10000,
     configFile: null,
@@ -182,6 +192,7 @@ t.test('config files', async (t) => {
   t.same(json, {
     listen: [{ host: '0.0.0.0', port: 2121 }],
     upstream: { host: 'ftp.example.com', port: 2100 },
+    listenImplicitTls: [],
     passivePorts: { min: 40000, max: 40009 },
     advertiseAddress: '203.0.113.7',
     upstreamDataAddress: 'control',
@@ -204,13 +215,17 @@ t.test('config files', async (t) => {
     maxLineBytes: 4096,
     logLevel: 'debug',
     metricsListen: { host: '127.0.0.1', port: 0 },
-    tlsCert: null,
-    tlsKey: null,
+    tlsCert: [],
+    tlsKey: [],
     clientTls: 'off',
+    tlsCa: null,
+    clientCert: 'none',
     upstreamTls: 'mirror',
     upstreamCa: null,
     upstreamTlsServername: null,
     upstreamTlsInsecure: false,
+    upstreamTlsCert: null,
+    upstreamTlsKey: null,
     clientDataTlsReuse: 'optional',
     tlsHandshakeTimeoutMs: 10000,
     configFile: fixture('full.json'),
@@ -222,6 +237,7 @@ t.test('config files', async (t) => {
       { host: '::1', port: 2121 },
     ],
     upstream: { host: '192.0.2.10', port: 21 },
+    listenImplicitTls: [],
     passivePorts: { min: 50000, max: 50099 },
     advertiseAddress: 'auto',
     upstreamDataAddress: 'advertised',
@@ -244,13 +260,17 @@ t.test('config files', async (t) => {
     maxLineBytes: 2048,
     logLevel: 'warn',
     metricsListen: { host: '::1', port: 9465 },
-    tlsCert: null,
-    tlsKey: null,
+    tlsCert: [],
+    tlsKey: [],
     clientTls: 'off',
+    tlsCa: null,
+    clientCert: 'none',
     upstreamTls: 'mirror',
     upstreamCa: null,
     upstreamTlsServername: null,
     upstreamTlsInsecure: false,
+    upstreamTlsCert: null,
+    upstreamTlsKey: null,
     clientDataTlsReuse: 'optional',
     tlsHandshakeTimeoutMs: 10000,
     configFile: fixture('full.yaml'),
@@ -542,7 +562,7 @@ t.test('FTPS settings', async (t) => {
   const both = ['--tls-cert', 'c.pem', '--tls-key', 'k.pem']
   const on = load([...UP, ...both])
   t.equal(on.clientTls, 'optional', 'a certificate offers TLS to clients by default')
-  t.equal(on.tlsCert, 'c.pem')
+  t.same(on.tlsCert, ['c.pem'])
   t.equal(load(UP).clientTls, 'off', 'without one, the client side stays clear')
   t.equal(load([...UP, ...both, '--client-tls', 'required']).clientTls, 'required')
   t.throws(() => load([...UP, '--client-tls', 'optional']), { setting: 'clientTls', message: /needs a certificate/ })
@@ -552,4 +572,32 @@ t.test('FTPS settings', async (t) => {
   t.equal(load([...UP, '--tls-handshake-timeout', '3s']).tlsHandshakeTimeoutMs, 3000)
   t.equal(load(UP, { FTP_PROXY_CLIENT_DATA_TLS_REUSE: 'required' }).clientDataTlsReuse, 'required')
   t.equal(load(UP, { FTP_PROXY_UPSTREAM_TLS_SERVERNAME: 'ftp.example.com' }).upstreamTlsServername, 'ftp.example.com')
+})
+
+t.test('FTPS: implicit listeners, several certificates, client certificates', async (t) => {
+  const both = ['--tls-cert', 'c.pem', '--tls-key', 'k.pem']
+  const implicit = load([...UP, ...both, '--listen-implicit-tls', '127.0.0.1:990', '--listen-implicit-tls', '[::1]:990'])
+  t.same(implicit.listenImplicitTls, [{ host: '127.0.0.1', port: 990 }, { host: '::1', port: 990 }], 'repeatable, like --listen')
+  t.same(load([...UP, ...both], { FTP_PROXY_LISTEN_IMPLICIT_TLS: '127.0.0.1:990,127.0.0.1:991' }).listenImplicitTls.length, 2, 'a list in the environment')
+  t.same(load(UP).listenImplicitTls, [], 'none by default')
+  t.throws(() => load([...UP, '--listen-implicit-tls', '127.0.0.1:990']), { setting: 'listenImplicitTls', message: /needs a certificate/ })
+  t.throws(() => load([...UP, ...both, '--client-tls', 'off', '--listen-implicit-tls', '127.0.0.1:990']), { setting: 'listenImplicitTls', message: /certificate/ })
+  t.throws(() => load([...UP, ...both, '--listen-implicit-tls', '127.0.0.1:30010', '--passive-ports', '30000-30099']), { setting: 'passivePorts', message: /30010/ })
+  t.equal(load([...UP, '--upstream-tls', 'implicit']).upstreamTls, 'implicit')
+
+  const two = load([...UP, ...both, '--tls-cert', 'b.pem', '--tls-key', 'b.key'])
+  t.same([two.tlsCert, two.tlsKey], [['c.pem', 'b.pem'], ['k.pem', 'b.key']], 'certificates and keys paired in order')
+  t.throws(() => load([...UP, ...both, '--tls-cert', 'b.pem']), { setting: 'tlsKey', message: /2 certificates, 1 keys/ })
+
+  t.equal(load([...UP, ...both]).clientCert, 'none')
+  const required = load([...UP, ...both, '--tls-ca', 'ca.pem', '--client-cert', 'required'])
+  t.same([required.clientCert, required.tlsCa], ['required', 'ca.pem'])
+  t.throws(() => load([...UP, ...both, '--client-cert', 'optional']), { setting: 'clientCert', message: /--tls-ca/ })
+  t.throws(() => load([...UP, '--tls-ca', 'ca.pem', '--client-cert', 'required']), { setting: 'clientCert', message: /--tls-cert/ })
+  t.throws(() => load([...UP, ...both, '--tls-ca', 'ca.pem', '--client-cert', 'always']), { setting: 'clientCert', message: /always/ })
+
+  const own = load([...UP, '--upstream-tls-cert', 'p.pem', '--upstream-tls-key', 'p.key'])
+  t.same([own.upstreamTlsCert, own.upstreamTlsKey], ['p.pem', 'p.key'])
+  t.throws(() => load([...UP, '--upstream-tls-key', 'p.key']), { setting: 'upstreamTlsCert', message: /together/ })
+  t.throws(() => load([...UP, '--upstream-tls-cert', 'p.pem', '--upstream-tls-cert', 'q.pem', '--upstream-tls-key', 'p.key']), { setting: 'upstreamTlsCert', message: /give it once/ })
 })

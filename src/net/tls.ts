@@ -3,11 +3,12 @@
 // RFC 4217's roles follow the FTP roles, not the TCP direction: toward a client the proxy is
 // always the TLS server, toward the server always the TLS client, control and data alike.
 
+import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
-import type { Config } from '../config-types.js'
+import type { ClientCertMode, Config } from '../config-types.js'
 import { Deadline } from '../deadline.js'
 import { ConfigError } from '../errors.js'
 
@@ -33,6 +34,10 @@ export interface TlsSettings {
 export interface ClientTlsSide {
   readonly context: tls.SecureContext
   readonly server: tls.Server
+  /** The certificate for the name a client asks for (SNI), when it is not the default's. */
+  readonly sni: ((servername: string, done: (err: Error | null, context?: tls.SecureContext) => void) => void) | undefined
+  /** Whether clients show a certificate, checked against --tls-ca (--client-cert). */
+  readonly clientCert: ClientCertMode
 }
 
 // TLS 1.2 sessions kept per control session for resumption: a client opens a new one only when
@@ -50,6 +55,9 @@ export interface ServerTlsOptions {
   readonly host: string
   readonly ca: string | undefined
   readonly rejectUnauthorized: boolean
+  /** The proxy's own certificate and key, for a server that asks for one (--upstream-tls-cert). */
+  readonly cert: string | undefined
+  readonly key: string | undefined
 }
 
 /** Reads the certificate files once; a file that cannot be read or used is a ConfigError. */
@@ -62,20 +70,49 @@ export function loadTlsSettings(config: Config, read: (path: string) => string =
     }
   }
   let clientSide: TlsSettings['clientSide'] = null
-  if (config.clientTls !== 'off' && config.tlsCert !== null && config.tlsKey !== null) {
-    const cert = file('tlsCert', config.tlsCert)
-    const key = file('tlsKey', config.tlsKey)
+  if (config.clientTls !== 'off' && config.tlsCert.length > 0) {
+    const ca = config.tlsCa === null ? undefined : file('tlsCa', config.tlsCa)
+    const pairs = config.tlsCert.map((certPath, i) => {
+      const keyPath = config.tlsKey[i] ?? ''
+      const cert = file('tlsCert', certPath)
+      const key = file('tlsKey', keyPath)
+      const make = (): tls.SecureContext => tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2', ...(ca === undefined ? {} : { ca }) })
+      try {
+        // Once now, so that a certificate that cannot be used stops the start.
+        return { x509: new X509Certificate(cert), context: make(), make }
+      } catch (err) {
+        throw new ConfigError('tlsCert', `${certPath} and ${keyPath} do not make a usable certificate: ${(err as Error).message}`)
+      }
+    })
+    const [first, ...others] = pairs
+    if (first === undefined) throw new ConfigError('tlsCert', 'no certificate given')
+    // The other certificates by the name asked for; shared by every session, because the
+    // handshake takes only their certificate and key from them: the session cache, the ticket
+    // keys and the client CA list stay the session's own context's.
+    const sni =
+      others.length === 0
+        ? undefined
+        : (servername: string, done: (err: Error | null, context?: tls.SecureContext) => void): void => {
+            if (first.x509.checkHost(servername) !== undefined) return done(null)
+            done(null, others.find((p) => p.x509.checkHost(servername) !== undefined)?.context)
+          }
     const scope = (): ClientTlsSide => {
-      const context = tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2' })
-      return { context, server: sessionCache(tls.createServer({ secureContext: context })) }
-    }
-    try {
-      // Once now, so that a certificate that cannot be used stops the start.
-      scope()
-    } catch (err) {
-      throw new ConfigError('tlsCert', `${config.tlsCert} and ${config.tlsKey} do not make a usable certificate: ${(err as Error).message}`)
+      const context = first.make()
+      return { context, server: sessionCache(tls.createServer({ secureContext: context })), sni, clientCert: config.clientCert }
     }
     clientSide = { newScope: scope }
+  }
+  if ((config.upstreamTlsCert === null) !== (config.upstreamTlsKey === null)) {
+    throw new ConfigError('upstreamTlsCert', 'give --upstream-tls-cert and --upstream-tls-key together')
+  }
+  const upstreamCert = config.upstreamTlsCert === null ? undefined : file('upstreamTlsCert', config.upstreamTlsCert)
+  const upstreamKey = config.upstreamTlsKey === null ? undefined : file('upstreamTlsKey', config.upstreamTlsKey)
+  if (upstreamCert !== undefined) {
+    try {
+      tls.createSecureContext({ cert: upstreamCert, key: upstreamKey })
+    } catch (err) {
+      throw new ConfigError('upstreamTlsCert', `${config.upstreamTlsCert} and ${config.upstreamTlsKey} do not make a usable certificate: ${(err as Error).message}`)
+    }
   }
   const host = config.upstream.host
   return {
@@ -85,6 +122,8 @@ export function loadTlsSettings(config: Config, read: (path: string) => string =
       host,
       ca: config.upstreamCa === null ? undefined : file('upstreamCa', config.upstreamCa),
       rejectUnauthorized: !config.upstreamTlsInsecure,
+      cert: upstreamCert,
+      key: upstreamKey,
     },
   }
 }
@@ -98,12 +137,40 @@ export interface Handshake {
 /** The proxy as TLS server on `socket` (toward an FTP client). */
 export function acceptTls(socket: net.Socket | Duplex, side: ClientTlsSide, timeoutMs: number): Handshake {
   const t = serverSocket(socket, side)
-  return { socket: t, secure: handshake(t, 'secure', timeoutMs) }
+  return { socket: t, secure: handshake(t, 'secure', timeoutMs, () => clientCertificateProblem(t, side)) }
 }
 
-/** A TLS server socket on `socket` with the proxy's certificate and session cache. */
+/**
+ * A TLS server socket on `socket` with the proxy's certificates (by SNI), its session cache, and
+ * the client certificate asked for: under required a client without one fails the handshake
+ * (OpenSSL sends the alert); one that does not check out is refused by clientCertificateProblem
+ * once the handshake is done.
+ */
 export function serverSocket(socket: net.Socket | Duplex, side: ClientTlsSide): tls.TLSSocket {
-  return new tls.TLSSocket(socket, { isServer: true, secureContext: side.context, server: side.server })
+  return new tls.TLSSocket(socket, {
+    isServer: true,
+    secureContext: side.context,
+    server: side.server,
+    ...(side.sni === undefined ? {} : { SNICallback: side.sni }),
+    ...(side.clientCert === 'none' ? {} : { requestCert: true, rejectUnauthorized: side.clientCert === 'required' }),
+  })
+}
+
+/**
+ * Why a client's certificate is refused once its handshake is done, or null: under optional a
+ * certificate that does not check out against --tls-ca, under required also none at all.
+ * Node's tls.Server asks its socket's handle for OpenSSL's verify result after each handshake
+ * (lib/_tls_wrap.js, onServerSocketSecure); a TLS socket made on an existing connection, as every
+ * one here is, is asked by no one, so it is asked here, the same way.
+ */
+export function clientCertificateProblem(t: tls.TLSSocket, side: ClientTlsSide): Error | null {
+  if (side.clientCert === 'none') return null
+  const handle = (t as unknown as { _handle?: { verifyError?: () => Error | null } })._handle
+  if (typeof handle?.verifyError !== 'function') return new Error('this Node gives no verify result for TLS sockets; client certificates cannot be checked')
+  const shown = t.getPeerX509Certificate() !== undefined
+  if (!shown) return side.clientCert === 'required' ? new Error('the client showed no certificate (--client-cert required)') : null
+  const err = handle.verifyError()
+  return err === null ? null : new Error(`the client's certificate is not accepted (${(err as NodeJS.ErrnoException).code ?? err.message}; --tls-ca)`)
 }
 
 function sessionCache(server: tls.Server): tls.Server {
@@ -132,6 +199,7 @@ export function clientSocket(socket: net.Socket, options: ServerTlsOptions, sess
     ...(options.servername === undefined ? {} : { servername: options.servername }),
     ...(options.ca === undefined ? {} : { ca: options.ca }),
     ...(session === undefined ? {} : { session }),
+    ...(options.cert === undefined ? {} : { cert: options.cert, key: options.key }),
     rejectUnauthorized: options.rejectUnauthorized,
     minVersion: 'TLSv1.2',
     // An IP upstream has no SNI; its certificate is checked against the IP.
@@ -139,7 +207,7 @@ export function clientSocket(socket: net.Socket, options: ServerTlsOptions, sess
   })
 }
 
-function handshake(t: tls.TLSSocket, event: 'secure' | 'secureConnect', timeoutMs: number): Promise<void> {
+function handshake(t: tls.TLSSocket, event: 'secure' | 'secureConnect', timeoutMs: number, check: () => Error | null = () => null): Promise<void> {
   return new Promise((resolve, reject) => {
     const deadline = new Deadline(timeoutMs, () => {
       t.destroy(Object.assign(new Error(`TLS handshake not done within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
@@ -152,6 +220,11 @@ function handshake(t: tls.TLSSocket, event: 'secure' | 'secureConnect', timeoutM
     t.once('close', () => onError(new Error('the connection closed during the TLS handshake')))
     t.once(event, () => {
       deadline.cancel()
+      const problem = check()
+      if (problem !== null) {
+        t.destroy(problem)
+        return
+      }
       t.off('error', onError)
       resolve()
     })

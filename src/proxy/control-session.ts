@@ -148,6 +148,7 @@ export class ControlSession {
   start(): void {
     this.#client.listen()
     this.#server.listen()
+    this.#conversation.start()
     // RFC 959 5.4: the greeting (120 then 220, or 421) answers no command, and comes first.
     this.#replies.awaitReply({ type: 'greeting' })
     this.#markActivity()

@@ -57,7 +57,11 @@ export class Conversation {
   #greeted = false
   /** Setups under way that hold the commands behind them (see busy). */
   #blockers = 0
-  /** --upstream-tls required: ends the hold on commands once the server's TLS is on (or the session ends). */
+  /**
+   * The server's TLS goes on before any command of the client's (--upstream-tls required or
+   * implicit, or an implicit FTPS client under mirror): ends the hold on commands once it is on
+   * (or the session ends).
+   */
   readonly #serverTlsFirst: (() => void) | null = null
 
   constructor(deps: ConversationDeps) {
@@ -71,12 +75,28 @@ export class Conversation {
       closeWith: deps.closeWith,
       afterClientFlush: deps.afterClientFlush,
     })
-    if (deps.shared.config().upstreamTls === 'required') {
+    const mode = deps.shared.config().upstreamTls
+    if (mode === 'required' || mode === 'implicit' || (mode === 'mirror' && deps.endpoints.implicitTls === true)) {
       // No command of the client's reaches the server before its TLS is on, not even one sent
-      // before the greeting.
+      // before the greeting. An implicit FTPS client has TLS from its first byte: under mirror
+      // the server's comes right after its greeting, as under required.
       let release!: () => void
       this.#hold(new Promise<void>((resolve) => (release = resolve)))
       this.#serverTlsFirst = release
+    }
+  }
+
+  /**
+   * The session's first step, before any byte is read: TLS on the legs that have it from the
+   * first byte (an implicit FTPS client, --upstream-tls implicit). The greeting is read and
+   * written over it.
+   */
+  start(): void {
+    if (this.#deps.endpoints.implicitTls === true) void this.#tlsTalk.implicitClient()
+    if (this.#deps.shared.config().upstreamTls === 'implicit') {
+      void this.#tlsTalk.implicitServer().then((ok) => {
+        if (!ok) this.#serverTlsFirst?.()
+      })
     }
   }
 

@@ -9,7 +9,7 @@ import type net from 'node:net'
 import { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { Deadline } from '../deadline.js'
-import { clientSocket, serverSocket, type ClientTlsSide, type ServerTlsOptions } from '../net/tls.js'
+import { clientCertificateProblem, clientSocket, serverSocket, type ClientTlsSide, type ServerTlsOptions } from '../net/tls.js'
 import type { ProxyMetrics } from '../observe/metrics.js'
 import { markTlsOver, markTruncated } from './data-relay.js'
 
@@ -59,6 +59,11 @@ export function protectLegs(
     markTlsOver(t, client)
     watch(t, 'secure', dataTls.timeoutMs, (err) => fail(t, 'client', err), () => {
       const resumed = t.isSessionReused()
+      const problem = clientCertificateProblem(t, side)
+      if (problem !== null) {
+        fail(t, 'client', problem)
+        return
+      }
       if (requireReuse && !resumed) {
         fail(t, 'client', new Error("the client's data connection did not resume its control connection's TLS session (--client-data-tls-reuse required)"))
         return

@@ -27,7 +27,8 @@ export class ProxyServer {
   readonly metrics: ProxyMetrics
   readonly pool: PortPool
   readonly readiness: UpstreamReadiness
-  readonly #listeners: net.Server[] = []
+  /** Client listeners; `implicit`: implicit FTPS, TLS from the client's first byte. */
+  readonly #listeners: Array<{ readonly server: net.Server; readonly implicit: boolean }> = []
   readonly #sessions = new Set<ControlSession>()
   readonly #context: SessionContext
   readonly #dataMemory: { lastAnswered: string | null } = { lastAnswered: null }
@@ -83,7 +84,7 @@ export class ProxyServer {
   reload(next: Config): { ok: true } | { ok: false; reason: string } {
     const cur = this.#config
     const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
-    for (const key of ['listen', 'passivePorts', 'metricsListen'] as const) {
+    for (const key of ['listen', 'listenImplicitTls', 'passivePorts', 'metricsListen'] as const) {
       if (!same(cur[key], next[key])) return { ok: false, reason: `${key} cannot change without a restart` }
     }
     // The certificate files are read again (a rotated certificate, same paths): one that cannot
@@ -121,18 +122,30 @@ export class ProxyServer {
     return this.#sessions.size
   }
 
-  /** The addresses the proxy listens on (ports resolved when the config said 0). */
+  /** The addresses the proxy listens on for clients (ports resolved when the config said 0). */
   addresses(): Endpoint[] {
-    return this.#listeners.map((l) => {
-      const a = l.address() as net.AddressInfo
-      return { host: a.address, port: a.port }
-    })
+    return this.#listenAddresses(false)
+  }
+
+  /** The addresses of the implicit FTPS listeners. */
+  implicitAddresses(): Endpoint[] {
+    return this.#listenAddresses(true)
+  }
+
+  #listenAddresses(implicit: boolean): Endpoint[] {
+    return this.#listeners
+      .filter((l) => l.implicit === implicit)
+      .map((l) => {
+        const a = l.server.address() as net.AddressInfo
+        return { host: a.address, port: a.port }
+      })
   }
 
   async listen(): Promise<void> {
-    for (const ep of this.#config.listen) {
+    const listeners = [...this.#config.listen.map((ep) => ({ ep, implicit: false })), ...this.#config.listenImplicitTls.map((ep) => ({ ep, implicit: true }))]
+    for (const { ep, implicit } of listeners) {
       // pauseOnConnect: the client is not read until its upstream connection exists.
-      const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => this.#onClient(socket))
+      const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => this.#onClient(socket, implicit))
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
         server.listen({ host: ep.host, port: ep.port }, () => {
@@ -141,12 +154,13 @@ export class ProxyServer {
         })
       })
       server.on('error', (err) => this.logger.error({ err }, 'listener error'))
-      this.#listeners.push(server)
+      this.#listeners.push({ server, implicit })
     }
     this.readiness.start()
     this.logger.info(
       {
         listen: this.addresses().map((a) => `${a.host}:${a.port}`),
+        ...(this.#config.listenImplicitTls.length === 0 ? {} : { listenImplicitTls: this.implicitAddresses().map((a) => `${a.host}:${a.port}`) }),
         upstream: `${this.#config.upstream.host}:${this.#config.upstream.port}`,
         passivePorts: `${this.#config.passivePorts.min}-${this.#config.passivePorts.max}`,
         version: VERSION,
@@ -155,7 +169,8 @@ export class ProxyServer {
     )
   }
 
-  #onClient(client: net.Socket): void {
+  /** A client connected; `implicit`: to an implicit FTPS listener. */
+  #onClient(client: net.Socket, implicit: boolean): void {
     if (this.#closing) {
       client.destroy()
       return
@@ -165,11 +180,17 @@ export class ProxyServer {
     const log = this.logger.child({ sid, client: clientAddress })
     client.on('error', (err) => log.debug({ error: err.message }, 'client error before session'))
     const config = this.#config
+    // A refusal in words, except to an implicit FTPS client, which expects a TLS handshake and
+    // cannot read a reply in clear: it is closed, and the log says why.
+    const refuse = (reply: string): void => {
+      if (implicit) client.destroy()
+      else endWith(client, reply)
+    }
     // Access control first: a client outside --allow-clients never reaches the server.
     if (!this.#allowed(clientAddress)) {
       this.metrics.sessionsRejected.inc({ reason: 'acl' })
       log.warn('client not in --allow-clients; refused')
-      endWith(client, '421 Service not available: your address is not allowed to use this proxy.\r\n')
+      refuse('421 Service not available: your address is not allowed to use this proxy.\r\n')
       return
     }
     // IPv6 clients count by network (--client-ipv6-prefix): one host can hold 2^64 addresses.
@@ -179,7 +200,7 @@ export class ProxyServer {
       const which = this.#open >= config.maxSessions ? `${config.maxSessions} sessions in total` : `${config.maxSessionsPerClient} sessions from your address`
       this.metrics.sessionsRejected.inc({ reason: 'limit' })
       log.warn({ open: this.#open, fromClient }, `session limit reached (${which}); refused`)
-      endWith(client, `421 Too many connections: the proxy serves at most ${which}; try again later.\r\n`)
+      refuse(`421 Too many connections: the proxy serves at most ${which}; try again later.\r\n`)
       return
     }
     // Counted from accept to close, connecting sessions included.
@@ -202,7 +223,7 @@ export class ProxyServer {
       this.readiness.record(false, err.code ?? err.message)
       this.metrics.sessionsRejected.inc({ reason: 'upstream_unreachable' })
       log.warn({ upstream: `${host}:${port}`, error: err.code ?? err.message }, 'FTP server unreachable; session refused')
-      endWith(client, `421 Service not available: the proxy cannot reach the FTP server (${err.code ?? err.message}).\r\n`)
+      refuse(`421 Service not available: the proxy cannot reach the FTP server (${err.code ?? err.message}).\r\n`)
     }
     upstream.once('error', onConnectError)
     upstream.once('connect', () => {
@@ -232,6 +253,7 @@ export class ProxyServer {
           upstreamLocalAddress: normalizeAddress(upstream.localAddress ?? ''),
           upstreamFamily: net.isIPv6(normalizeAddress(upstream.remoteAddress ?? '')) ? 6 : 4,
           upstreamLocalPort: upstream.localPort ?? 0,
+          implicitTls: implicit,
         },
         this.#context,
         log,
@@ -261,7 +283,7 @@ export class ProxyServer {
     this.#closing = true
     this.readiness.stop()
     // Not awaited: a server's close callback waits for every connection it accepted.
-    for (const l of this.#listeners) l.close()
+    for (const l of this.#listeners) l.server.close()
     this.#deadline = Date.now() + graceMs
     while (this.#sessions.size > 0 && Date.now() < this.#deadline) {
       for (const s of this.#sessions) {

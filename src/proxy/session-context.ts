@@ -65,4 +65,6 @@ export interface SessionEndpoints {
   readonly upstreamLocalAddress: string
   readonly upstreamFamily: 4 | 6
   readonly upstreamLocalPort: number
+  /** The client came to an implicit FTPS listener: TLS from its first byte, before the greeting. */
+  readonly implicitTls?: boolean
 }

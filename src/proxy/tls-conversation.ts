@@ -75,15 +75,42 @@ export class TlsConversation {
     }, [])
   }
 
-  /** --upstream-tls required and a greeting other than 220: the session ends; nothing goes in clear. */
+  /** The server's TLS was to come after its greeting, which is other than 220: the session ends; nothing goes in clear. */
   async refuseGreeting(code: number): Promise<boolean> {
-    this.#deps.log.warn({ code }, 'the FTP server greeted with other than 220 (--upstream-tls required); closing')
-    this.#deps.closeWith(`421 The FTP server greeted with ${code}, not 220, and this proxy speaks to it only over TLS (--upstream-tls required); closing.\r\n`, 'server greeting not 220')
+    this.#deps.log.warn({ code }, 'the FTP server greeted with other than 220 where its TLS was to follow; closing')
+    this.#deps.closeWith(`421 The FTP server greeted with ${code}, not 220, and this proxy speaks to it only over TLS; closing.\r\n`, 'server greeting not 220')
     return Promise.resolve(false)
   }
 
-  /** --upstream-tls required: AUTH TLS to the server right after its greeting; false if the session ends. */
+  /**
+   * An implicit FTPS client: its leg is TLS from the first byte (the greeting waits in the TLS
+   * socket until the handshake is done). A failed handshake closes the session: nothing can be
+   * said to a client whose TLS did not come up.
+   */
+  async implicitClient(): Promise<void> {
+    try {
+      await this.#tls.secureClient()
+    } catch (err) {
+      this.#deps.log.warn({ error: (err as Error).message, hint: tlsHintFor('client', err as Error) }, 'TLS handshake with the implicit FTPS client failed; closing')
+    }
+  }
+
+  /** --upstream-tls implicit: the server's leg is TLS from the first byte, its greeting read over it; false if the session ends. */
+  implicitServer(): Promise<boolean> {
+    return this.#handshakeServer()
+  }
+
+  /**
+   * Right after the server's greeting, where its TLS comes before any command (--upstream-tls
+   * required, an implicit FTPS client under mirror): AUTH TLS then the handshake; under
+   * --upstream-tls implicit, TLS is on already and only its data protection is set. False if
+   * the session ends.
+   */
   async secureServerFirst(): Promise<boolean> {
+    if (this.#tls.serverSecure) {
+      this.#protectServerData()
+      return true
+    }
     const answered = new Promise<number>((resolve) => {
       const slot = this.#deps.forward({ type: 'internal', onReply: resolve }, Buffer.from('AUTH TLS\r\n'))
       // A server that leaves without answering: the slot is done with no reply (after a reply,
@@ -105,14 +132,26 @@ export class TlsConversation {
    * session ending, when the handshake fails.
    */
   async #secureServer(): Promise<boolean> {
+    if (!(await this.#handshakeServer())) return false
+    this.#protectServerData()
+    return true
+  }
+
+  /** The server's control leg becomes TLS; false, with the session ending, when the handshake fails. */
+  async #handshakeServer(): Promise<boolean> {
     try {
       await this.#tls.secureServer()
+      return true
     } catch (err) {
       const message = (err as Error).message
       this.#deps.log.warn({ error: message, hint: tlsHintFor('server', err as Error) }, 'TLS handshake with the FTP server failed; closing')
       this.#deps.closeWith(`421 TLS handshake with the FTP server failed (${message}); closing.\r\n`, 'server TLS failed')
       return false
     }
+  }
+
+  /** PBSZ 0 and PROT P toward the server, whose replies are the proxy's own. */
+  #protectServerData(): void {
     // A server that refuses either would take protected data in clear: the session ends instead.
     const protect = (verb: string) => (code: number) => {
       if (code >= 200 && code < 300) {
@@ -124,6 +163,5 @@ export class TlsConversation {
     }
     this.#deps.forward({ type: 'internal', onReply: protect('PBSZ 0') }, Buffer.from('PBSZ 0\r\n'))
     this.#deps.forward({ type: 'internal', onReply: protect('PROT P') }, Buffer.from('PROT P\r\n'))
-    return true
   }
 }

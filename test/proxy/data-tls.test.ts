@@ -21,7 +21,7 @@ const dir = mkdtempSync(join(tmpdir(), 'data-tls-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 const certs = makeCertificates(dir)
 const context = tls.createSecureContext({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) })
-const side = { context, server: tls.createServer({ secureContext: context }) }
+const side: ClientTlsSide = { context, server: tls.createServer({ secureContext: context }), sni: undefined, clientCert: 'none' }
 
 /** A connected pair of TCP sockets on loopback: [ours, theirs]. */
 async function pair(): Promise<[net.Socket, net.Socket]> {
