@@ -499,7 +499,7 @@ function tlsSettings(raw: (key: SettingKey) => Raw | undefined): Pick<
     if (r === undefined) return []
     const items = typeof r.value === 'string' ? [r.value] : r.value
     if (!Array.isArray(items) || items.length === 0) throw fail(r.origin, `expected a file name or a list of them, got ${describe(r.value)}`)
-    return items.map((i) => configFileName({ value: i as unknown, origin: r.origin } as Raw))
+    return items.map((i) => configFileName({ value: i as unknown, origin: r.origin }))
   }
   const tlsCert = files('tlsCert')
   const tlsKey = files('tlsKey')
