@@ -44,6 +44,9 @@ export interface ClientTlsSide {
 // it does not resume; the oldest go first. OpenSSL itself refuses one older than the context's
 // session timeout (300 s by default).
 const MAX_CACHED_SESSIONS = 16
+// Names what a TLS session of the proxy's is for (RFC 5246's session id context); every session
+// is resumable only within its control session's own context in any case.
+const SESSION_ID_CONTEXT = 'ftp-pasv-proxy'
 
 export interface ServerTlsOptions {
   /**
@@ -76,7 +79,9 @@ export function loadTlsSettings(config: Config, read: (path: string) => string =
       const keyPath = config.tlsKey[i] ?? ''
       const cert = file('tlsCert', certPath)
       const key = file('tlsKey', keyPath)
-      const make = (): tls.SecureContext => tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2', ...(ca === undefined ? {} : { ca }) })
+      // sessionIdContext: OpenSSL will not resume a session of a server that asks for client
+      // certificates without one (the client gets an internal_error alert).
+      const make = (): tls.SecureContext => tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2', sessionIdContext: SESSION_ID_CONTEXT, ...(ca === undefined ? {} : { ca }) })
       try {
         // Once now, so that a certificate that cannot be used stops the start.
         return { x509: new X509Certificate(cert), context: make(), make }

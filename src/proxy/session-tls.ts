@@ -132,9 +132,12 @@ export class SessionTls {
       this.#handshaking[leg] = false
     }
     this.#opts.metrics.tlsHandshake(leg, 'control', 'ok')
-    const described = tlsDescription(handshake.socket)
+    const t = handshake.socket
+    const described = tlsDescription(t)
     this.#described[leg] = `${described.version ?? '?'} ${described.cipher ?? '?'}`
-    this.#opts.log.info({ side: leg, ...described }, 'TLS on the control connection')
+    // Toward the client: the name it asked for (SNI) and the certificate it showed, if any.
+    const peer = leg === 'client' ? { servername: typeof t.servername === 'string' ? t.servername : null, clientCertificate: t.getPeerX509Certificate()?.subject ?? null } : {}
+    this.#opts.log.info({ side: leg, ...described, ...peer }, 'TLS on the control connection')
   }
 
   /** How a data connection set up now is protected on each side; undefined when both are clear. */
