@@ -506,14 +506,19 @@ function tlsSettings(raw: (key: SettingKey) => Raw | undefined): Pick<
   if (tlsCert.length !== tlsKey.length) {
     throw new ConfigError(tlsCert.length < tlsKey.length ? 'tlsCert' : 'tlsKey', `give --tls-cert and --tls-key together, one key per certificate (${tlsCert.length} certificates, ${tlsKey.length} keys)`)
   }
+  const clientCertRaw = raw('clientCert')
+  const clientCert = clientCertRaw === undefined ? DEFAULTS.clientCert : parseChoice(clientCertRaw, CLIENT_CERT_MODES)
   const clientTlsRaw = raw('clientTls')
-  const clientTls = clientTlsRaw === undefined ? (tlsCert.length === 0 ? 'off' : 'optional') : parseChoice(clientTlsRaw, CLIENT_TLS_MODES)
+  // Client certificates required: a clear session would go round them, so TLS is required too.
+  const clientTlsDefault = tlsCert.length === 0 ? 'off' : clientCert === 'required' ? 'required' : 'optional'
+  const clientTls = clientTlsRaw === undefined ? clientTlsDefault : parseChoice(clientTlsRaw, CLIENT_TLS_MODES)
   if (clientTls !== 'off' && tlsCert.length === 0) {
     throw new ConfigError('clientTls', `${clientTls} needs a certificate: give --tls-cert and --tls-key`)
   }
+  if (clientCert === 'required' && clientTls === 'optional') {
+    throw new ConfigError('clientTls', 'optional would let clients in clear past --client-cert required; use --client-tls required (the default with it)')
+  }
   const tlsCa = file('tlsCa')
-  const clientCertRaw = raw('clientCert')
-  const clientCert = clientCertRaw === undefined ? DEFAULTS.clientCert : parseChoice(clientCertRaw, CLIENT_CERT_MODES)
   if (clientCert !== 'none' && tlsCa === null) {
     throw new ConfigError('clientCert', `${clientCert} needs the CA that signs the clients' certificates: give --tls-ca`)
   }

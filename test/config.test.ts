@@ -591,7 +591,9 @@ t.test('FTPS: implicit listeners, several certificates, client certificates', as
 
   t.equal(load([...UP, ...both]).clientCert, 'none')
   const required = load([...UP, ...both, '--tls-ca', 'ca.pem', '--client-cert', 'required'])
-  t.same([required.clientCert, required.tlsCa], ['required', 'ca.pem'])
+  t.same([required.clientCert, required.tlsCa, required.clientTls], ['required', 'ca.pem', 'required'], 'TLS required with it: no clear session goes round it')
+  t.throws(() => load([...UP, ...both, '--tls-ca', 'ca.pem', '--client-cert', 'required', '--client-tls', 'optional']), { setting: 'clientTls', message: /go round|past/ })
+  t.equal(load([...UP, ...both, '--tls-ca', 'ca.pem', '--client-cert', 'optional']).clientTls, 'optional')
   t.throws(() => load([...UP, ...both, '--client-cert', 'optional']), { setting: 'clientCert', message: /--tls-ca/ })
   t.throws(() => load([...UP, '--tls-ca', 'ca.pem', '--client-cert', 'required']), { setting: 'clientCert', message: /--tls-cert/ })
   t.throws(() => load([...UP, ...both, '--tls-ca', 'ca.pem', '--client-cert', 'always']), { setting: 'clientCert', message: /always/ })
