@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { makeCertificates } from '../fixtures/certs.js'
 import { metricValue, startProxy, type TestProxy } from '../fixtures/proxy.js'
+import { RawFtp } from '../fixtures/raw-ftp.js'
 import { curlDownload, curlUpload, ftplibDownload, ftplibUpload, ftpUrl, type FtpLogin } from './lib/clients.js'
 import { makeRandomFile, sha256File, startVsftpd } from './lib/servers.js'
 
@@ -146,4 +147,76 @@ t.test('the greeting comes over TLS on the implicit listener; AUTH TLS there get
   socket.write('AUTH TLS\r\n')
   await until(/^503 /m)
   t.match(text, /^503 TLS is already on/m, 'AUTH TLS on a TLS connection is refused')
+})
+
+t.test('hostile implicit clients (silent, half a ClientHello, garbage, 40 at once) are closed by the handshake deadline and leave nothing held', async (t) => {
+  const p = await startProxy(['--upstream', '127.0.0.1:29850', '--passive-ports', '29890-29894', '--listen-implicit-tls', '127.0.0.1:29895', '--tls-handshake-timeout', '1s', ...tlsArgs], 'info')
+  t.teardown(() => p.close())
+  // The first 40 bytes of a real ClientHello: a record header that promises more than comes.
+  const hello = await new Promise<Buffer>((resolve) => {
+    const capture = net.createServer((s) => s.once('data', (b: Buffer) => {
+      resolve(b.subarray(0, 40))
+      s.destroy()
+      capture.close()
+    }))
+    capture.listen(0, '127.0.0.1', () => {
+      const c = tls.connect({ host: '127.0.0.1', port: (capture.address() as net.AddressInfo).port, rejectUnauthorized: false })
+      c.on('error', () => {})
+    })
+  })
+  const kinds: Array<[string, Buffer]> = [
+    ['silent', Buffer.alloc(0)],
+    ['half a ClientHello', hello],
+    ['garbage', Buffer.from('\x16\x03\x01\xff\xff' + 'A'.repeat(300), 'latin1')],
+  ]
+  const started = Date.now()
+  const closed = await Promise.all(
+    Array.from({ length: 40 }, (_, i) => {
+      const [, bytes] = kinds[i % kinds.length]!
+      return new Promise<number>((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port: 29895 })
+        s.on('error', () => {})
+        s.on('connect', () => {
+          if (bytes.length > 0) s.write(bytes)
+        })
+        s.on('close', () => resolve(Date.now() - started))
+        // Bounded: a socket the proxy never closes is ended here, and the assertion below fails.
+        setTimeout(() => s.destroy(), 30_000).unref()
+      })
+    }),
+  )
+  t.ok(Math.max(...closed) < 25_000, `every one was closed by the proxy (the last after ${Math.max(...closed)} ms; deadline 1 s, generous margin)`)
+  for (let i = 0; i < 100 && (await metricValue(p, 'ftp_proxy_sessions_active')) > 0; i++) await new Promise((r) => setTimeout(r, 100))
+  t.equal(await metricValue(p, 'ftp_proxy_sessions_active'), 0, 'no session is left')
+  t.equal(p.proxy.sessionCount, 0, 'none held in the proxy')
+  t.equal(p.proxy.pool.inUse, 0, 'no pool port held')
+  t.ok((await handshakes(p, 'client', 'control', 'failed')) >= 40, 'each counted as a failed handshake')
+  // And the listener still serves a real client.
+  const down = await curlDownload({ url: ftpsUrl(29895, 'big.bin'), mode: 'epsv', out: join(tmp, 'after-hostile.bin'), extra: curlTls, timeoutMs: 120_000 })
+  t.equal(down.code, 0, `a real client is served afterwards: ${down.stderr.slice(-300)}`)
+  t.equal(down.sha256, bigExplicit.sha256, 'the same bytes')
+})
+
+t.test('--upstream-tls implicit toward a server that accepts and never speaks TLS: the client gets 421 by the handshake deadline', async (t) => {
+  // A scriptable double: no real server accepts and then stays silent on demand.
+  const held: net.Socket[] = []
+  const silent = net.createServer((s) => {
+    held.push(s)
+    s.on('error', () => {})
+  })
+  await new Promise<void>((resolve) => silent.listen(29896, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const s of held) s.destroy()
+    silent.close()
+  })
+  const p = await startProxy(['--upstream', '127.0.0.1:29896', '--passive-ports', '29897-29899', '--upstream-tls', 'implicit', '--tls-handshake-timeout', '1s', ...tlsArgs], 'info')
+  t.teardown(() => p.close())
+  const c = await RawFtp.connect(p.host, p.port)
+  t.teardown(() => c.close())
+  const reply = await c.reply()
+  t.equal(reply?.code, 421, 'a 421')
+  t.match(reply?.text, /TLS handshake with the FTP server failed/, 'that says why')
+  t.equal(await handshakes(p, 'server', 'control', 'failed'), 1, 'counted')
+  for (let i = 0; i < 100 && (await metricValue(p, 'ftp_proxy_sessions_active')) > 0; i++) await new Promise((r) => setTimeout(r, 100))
+  t.equal(await metricValue(p, 'ftp_proxy_sessions_active'), 0, 'and the session is gone')
 })
