@@ -5,10 +5,11 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
 import { connect } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { findBinary } from './bin.js'
 import { runProcess } from './proc.js'
 
@@ -64,6 +65,8 @@ export interface VsftpdTls {
   readonly required: boolean
   /** implicit_ssl: TLS from the first byte of the control connection (FTPS on its own port, as on 990). */
   readonly implicit?: boolean
+  /** require_cert and validate_cert against this CA file: a client (the proxy) must show a certificate it signed. */
+  readonly clientCa?: string
 }
 
 export function startVsftpd(opts: ServerPorts & { pasvAddress?: string; tls?: VsftpdTls }): Promise<FtpServer> {
@@ -116,6 +119,7 @@ export function startVsftpd(opts: ServerPorts & { pasvAddress?: string; tls?: Vs
             // The default, said out loud: a data connection must resume the control session.
             'require_ssl_reuse=YES',
             ...(opts.tls.implicit === true ? ['implicit_ssl=YES'] : []),
+            ...(opts.tls.clientCa === undefined ? [] : ['require_cert=YES', 'validate_cert=YES', `ca_certs_file=${opts.tls.clientCa}`]),
           ]),
     ]
     const confPath = join(tmp, 'vsftpd.conf')
@@ -125,11 +129,38 @@ export function startVsftpd(opts: ServerPorts & { pasvAddress?: string; tls?: Vs
 }
 
 /**
+ * FTPS settings of ProFTPD (mod_tls) and pure-ftpd: the server's certificate and key (PEM files
+ * readable by root: both servers load them before a session drops to the virtual user), and
+ * whether TLS is required on the control and the data connections.
+ */
+export interface ServerTls {
+  readonly cert: string
+  readonly key: string
+  /**
+   * ProFTPD: TLSRequired on (clear USER and clear data refused); pure-ftpd: -Y 3 (clear sessions
+   * refused, and RETR/STOR/LIST without PROT P get 521). false: TLS offered, not required
+   * (TLSRequired off, -Y 1).
+   */
+  readonly required: boolean
+}
+
+/** ProFTPD's FTPS settings: ServerTls, and the protocols it accepts. */
+export interface ProftpdTls extends ServerTls {
+  /** TLSProtocol; default "TLSv1.2 TLSv1.3". */
+  readonly protocols?: string
+}
+
+/**
  * ProFTPD 1.3.8 with one user from an AuthUserFile (SHA-512 crypt hash), chrooted to a
  * writable home. `masqueradeAddress` sets MasqueradeAddress. Its 227 ends with a period.
+ * `tls` loads mod_tls (Debian's proftpd-mod-crypto) and turns on explicit FTPS (AUTH TLS) with
+ * mod_tls's default TLSOptions: a data connection must resume the control connection's TLS
+ * session (what NoSessionReuseRequired would turn off). Its TLS log is tls.log in the temp dir,
+ * beside the home (`dirname(root)`), where mod_tls says why it refused a handshake.
  */
-export function startProftpd(opts: ServerPorts & { masqueradeAddress?: string }): Promise<FtpServer> {
+export function startProftpd(opts: ServerPorts & { masqueradeAddress?: string; tls?: ProftpdTls }): Promise<FtpServer> {
   return startIn('proftpd', opts.port, async (tmp) => {
+    const bin = findBinary('proftpd')
     const home = await makeUserHome(tmp)
     const passwdPath = join(tmp, 'ftpd.passwd')
     const hash = await sha512Crypt(VIRTUAL_PASSWORD)
@@ -162,11 +193,12 @@ export function startProftpd(opts: ServerPorts & { masqueradeAddress?: string })
       'Umask 022',
       'AllowOverwrite on',
       'AllowStoreRestart on',
+      ...(opts.tls === undefined ? [] : proftpdTlsConf(bin, tmp, opts.tls)),
     ]
     const confPath = join(tmp, 'proftpd.conf')
     await writeFile(confPath, conf.join('\n') + '\n')
     const args = ['-n', '-c', confPath]
-    return { bin: findBinary('proftpd'), args, root: home, user: VIRTUAL_USER, password: VIRTUAL_PASSWORD }
+    return { bin, args, root: home, user: VIRTUAL_USER, password: VIRTUAL_PASSWORD }
   })
 }
 
@@ -174,8 +206,9 @@ export function startProftpd(opts: ServerPorts & { masqueradeAddress?: string })
  * pure-ftpd 1.0.50 with one virtual user from a PureDB, chrooted to a writable home.
  * `forcedPassiveIp` sets -P. Note: pure-ftpd caps the number of clients at half the passive
  * range size, whatever -c says: give it a range twice as wide as the sessions a test opens.
+ * `tls` turns on explicit FTPS: -Y 3 (required) or -Y 1, the certificate and key by -2.
  */
-export function startPureFtpd(opts: ServerPorts & { forcedPassiveIp?: string }): Promise<FtpServer> {
+export function startPureFtpd(opts: ServerPorts & { forcedPassiveIp?: string; tls?: ServerTls }): Promise<FtpServer> {
   return startIn('pure-ftpd', opts.port, async (tmp) => {
     const home = await makeUserHome(tmp)
     const passwdPath = join(tmp, 'pureftpd.passwd')
@@ -202,9 +235,37 @@ export function startPureFtpd(opts: ServerPorts & { forcedPassiveIp?: string }):
       '-C', '200',
       '-g', join(tmp, 'pure-ftpd.pid'),
       ...(opts.forcedPassiveIp === undefined ? [] : ['-P', opts.forcedPassiveIp]),
+      // -Y 0 no TLS, 1 TLS offered, 2 TLS required on control, 3 on control and data (RETR, STOR,
+      // LIST without PROT P get "521 Data connections must be encrypted").
+      ...(opts.tls === undefined ? [] : ['-Y', opts.tls.required ? '3' : '1', '-2', `${opts.tls.cert},${opts.tls.key}`]),
     ]
     return { bin: findBinary('pure-ftpd'), args, root: home, user: VIRTUAL_USER, password: VIRTUAL_PASSWORD }
   })
+}
+
+/**
+ * mod_tls lines for proftpd.conf. The modules dir is found next to the binary (usr/sbin/proftpd,
+ * usr/lib/proftpd), the layout of both the Debian package and its unpacked copy under
+ * .cache/debs/proftpd, whose binary still looks in /usr/lib/proftpd by default.
+ */
+function proftpdTlsConf(bin: string, tmp: string, tls: ProftpdTls): string[] {
+  const modules = join(dirname(dirname(bin)), 'lib', 'proftpd')
+  if (!existsSync(join(modules, 'mod_tls.so'))) {
+    throw new Error(`${join(modules, 'mod_tls.so')} not found (Debian proftpd-mod-crypto): run "bash scripts/install-deps.sh" as root`)
+  }
+  return [
+    `ModulePath ${modules}`,
+    'LoadModule mod_tls.c',
+    'TLSEngine on',
+    `TLSRequired ${tls.required ? 'on' : 'off'}`,
+    // The test certificates are EC P-256, hence the EC directives (TLSRSACertificateFile logs
+    // "expected RSA certificate, found EC" at start, though it served the certificate here).
+    `TLSECCertificateFile ${tls.cert}`,
+    `TLSECCertificateKeyFile ${tls.key}`,
+    `TLSProtocol ${tls.protocols ?? 'TLSv1.2 TLSv1.3'}`,
+    'TLSVerifyClient off',
+    `TLSLog ${join(tmp, 'tls.log')}`,
+  ]
 }
 
 /** What a server's setup hands to launch(): the command line and the login it serves. */
