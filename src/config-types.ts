@@ -24,6 +24,9 @@ export type ClientCertMode = 'none' | 'optional' | 'required'
 /** Whether a client's protected data connection must resume its control session (--client-data-tls-reuse). */
 export type DataTlsReuse = 'optional' | 'required'
 
+/** The status page on the metrics listener (--status-page): auto = on only when that listener is on a loopback address. */
+export type StatusPageMode = 'auto' | 'on' | 'off'
+
 export interface Config {
   /** Where clients connect (--listen, may repeat). */
   readonly listen: readonly Endpoint[]
@@ -83,6 +86,13 @@ export interface Config {
   readonly logLevel: LogLevel
   /** Where /metrics, /healthz and /readyz are served; null = off (--metrics-listen). */
   readonly metricsListen: Endpoint | null
+  /**
+   * The status page (GET /, /status.json) on the metrics listener (--status-page); auto = on only
+   * when the metrics listener is on a loopback address: the page shows server addresses and hints.
+   */
+  readonly statusPage: StatusPageMode
+  /** Whether the status page shows the client address and user of each failed data connection (--status-show-clients). */
+  readonly statusShowClients: boolean
   /**
    * PEM files of the certificates and keys shown to FTPS clients, paired in order (--tls-cert,
    * --tls-key, each may repeat); the first is the default, the others are chosen by the name the

@@ -16,7 +16,7 @@ import { extname } from 'node:path'
 import { parseArgs } from 'node:util'
 import ipaddr from 'ipaddr.js'
 import { parse as parseYaml } from 'yaml'
-import type { ActiveMode, ClientCertMode, ClientTlsMode, Config, DataTlsReuse, Endpoint, LogLevel, UpstreamDataAddress, UpstreamTlsMode } from './config-types.js'
+import type { ActiveMode, ClientCertMode, ClientTlsMode, Config, DataTlsReuse, Endpoint, LogLevel, StatusPageMode, UpstreamDataAddress, UpstreamTlsMode } from './config-types.js'
 import { formatDuration, parseDuration } from './duration.js'
 import { ConfigError } from './errors.js'
 import { formatEndpoint } from './net/endpoint.js'
@@ -37,6 +37,7 @@ const CLIENT_TLS_MODES: readonly ClientTlsMode[] = ['off', 'optional', 'required
 const UPSTREAM_TLS_MODES: readonly UpstreamTlsMode[] = ['mirror', 'required', 'implicit', 'off']
 const CLIENT_CERT_MODES: readonly ClientCertMode[] = ['none', 'optional', 'required']
 const DATA_TLS_REUSE: readonly DataTlsReuse[] = ['optional', 'required']
+const STATUS_PAGE_MODES: readonly StatusPageMode[] = ['auto', 'on', 'off']
 
 /** Everything but the upstream server, which has no sensible default and must be given. */
 export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
@@ -81,6 +82,10 @@ export const DEFAULTS: Omit<Config, 'upstream'> = deepFreeze({
   // Prometheus metrics, /healthz and /readyz; loopback only by default. 9464 is the port
   // registered for Prometheus exporters of this kind.
   metricsListen: { host: '127.0.0.1', port: 9464 },
+  // The status page shows server addresses and hints: by default only where the metrics listener
+  // is loopback (docs/status.md); client addresses and users only when asked for.
+  statusPage: 'auto',
+  statusShowClients: false,
   // FTPS (RFC 4217). With no certificate the client side stays clear, as before FTPS existed;
   // with one, clients may ask for TLS (optional) unless --client-tls says otherwise.
   tlsCert: [],
@@ -265,6 +270,20 @@ const SETTINGS = [
     env: 'FTP_PROXY_METRICS_LISTEN',
     arg: 'HOST:PORT|off',
     help: 'Where /metrics, /healthz and /readyz are served; off disables them; port 0 = any free port (logged).',
+  },
+  {
+    key: 'statusPage',
+    flag: 'status-page',
+    env: 'FTP_PROXY_STATUS_PAGE',
+    arg: STATUS_PAGE_MODES.join('|'),
+    help: 'The status page on the metrics listener (GET /, /status.json, /status/events): on, off, or auto = on only when --metrics-listen is a loopback address (the page shows server addresses and hints to whoever reaches that listener).',
+  },
+  {
+    key: 'statusShowClients',
+    flag: 'status-show-clients',
+    env: 'FTP_PROXY_STATUS_SHOW_CLIENTS',
+    arg: '',
+    help: 'Show the client address and user of each failed data connection on the status page (hidden by default). The variable takes true or false.',
   },
   {
     key: 'listenImplicitTls',
@@ -463,6 +482,8 @@ export function loadConfig(
     maxLineBytes: setting('maxLineLength', parseLineLength, DEFAULTS.maxLineBytes),
     logLevel: setting('logLevel', (r) => parseChoice(r, LOG_LEVELS), DEFAULTS.logLevel),
     metricsListen: setting('metricsListen', parseMetricsListen, DEFAULTS.metricsListen),
+    statusPage: setting('statusPage', (r) => parseChoice(r, STATUS_PAGE_MODES), DEFAULTS.statusPage),
+    statusShowClients: setting('statusShowClients', parseBoolean, DEFAULTS.statusShowClients),
     ...tlsSettings(raw),
     configFile,
   }
@@ -1024,6 +1045,10 @@ function defaultText(key: SettingKey): string {
       return d.logLevel
     case 'metricsListen':
       return d.metricsListen === null ? 'off' : formatEndpoint(d.metricsListen)
+    case 'statusPage':
+      return `${d.statusPage} (on when --metrics-listen is loopback)`
+    case 'statusShowClients':
+      return String(d.statusShowClients)
   }
 }
 

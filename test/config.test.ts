@@ -45,6 +45,8 @@ t.test('defaults apply to everything but the upstream', async (t) => {
     maxLineBytes: 8192,
     logLevel: 'info',
     metricsListen: { host: '127.0.0.1', port: 9464 },
+    statusPage: 'auto',
+    statusShowClients: false,
     tlsCert: [],
     tlsKey: [],
     clientTls: 'off',
@@ -104,6 +106,9 @@ const flagCases: ReadonlyArray<readonly [readonly string[], Partial<Config>]> = 
   [['--upstream-data-networks', '169.254.0.0/16'], { upstreamDataNetworks: ['169.254.0.0/16'] }],
   [['--upstream-data-networks', '172.16.40.0/24, fd00::/8,'], { upstreamDataNetworks: ['172.16.40.0/24', 'fd00::/8'] }],
   [['--upstream-data-low-ports'], { upstreamDataLowPorts: true }],
+  [['--status-page', 'on'], { statusPage: 'on' }],
+  [['--status-page=off'], { statusPage: 'off' }],
+  [['--status-show-clients'], { statusShowClients: true }],
 ]
 
 t.test('each flag', async (t) => {
@@ -136,6 +141,8 @@ t.test('environment', async (t) => {
     FTP_PROXY_CLIENT_IPV6_PREFIX: '56',
     FTP_PROXY_UPSTREAM_DATA_NETWORKS: '10.0.0.0/8,198.51.100.0/24',
     FTP_PROXY_UPSTREAM_DATA_LOW_PORTS: 'true',
+    FTP_PROXY_STATUS_PAGE: 'off',
+    FTP_PROXY_STATUS_SHOW_CLIENTS: 'true',
   })
   t.same(config, {
     listen: [
@@ -166,6 +173,8 @@ t.test('environment', async (t) => {
     maxLineBytes: 1024,
     logLevel: 'debug',
     metricsListen: null,
+    statusPage: 'off',
+    statusShowClients: true,
     tlsCert: [],
     tlsKey: [],
     clientTls: 'off',
@@ -215,6 +224,8 @@ t.test('config files', async (t) => {
     maxLineBytes: 4096,
     logLevel: 'debug',
     metricsListen: { host: '127.0.0.1', port: 0 },
+    statusPage: 'on',
+    statusShowClients: true,
     tlsCert: [],
     tlsKey: [],
     clientTls: 'off',
@@ -260,6 +271,8 @@ t.test('config files', async (t) => {
     maxLineBytes: 2048,
     logLevel: 'warn',
     metricsListen: { host: '::1', port: 9465 },
+    statusPage: 'auto',
+    statusShowClients: false,
     tlsCert: [],
     tlsKey: [],
     clientTls: 'off',
@@ -384,6 +397,8 @@ const bad: ReadonlyArray<readonly [string, readonly string[], Record<string, str
   ['low ports env', UP, { FTP_PROXY_UPSTREAM_DATA_LOW_PORTS: 'yes' }, 'upstreamDataLowPorts', /^upstreamDataLowPorts: "yes" is not true or false \(from FTP_PROXY_UPSTREAM_DATA_LOW_PORTS\)$/],
   ['low ports flag with a value', [...UP, '--upstream-data-low-ports=false'], {}, 'arguments', /'--upstream-data-low-ports' does not take an argument/],
   ['low ports twice', [...UP, '--upstream-data-low-ports', '--upstream-data-low-ports'], {}, 'upstreamDataLowPorts', /--upstream-data-low-ports is given 2 times; give it once/],
+  ['status page', [...UP, '--status-page', 'yes'], {}, 'statusPage', /^statusPage: "yes" is not one of auto, on, off \(from --status-page\)$/],
+  ['status show clients env', UP, { FTP_PROXY_STATUS_SHOW_CLIENTS: 'on' }, 'statusShowClients', /^statusShowClients: "on" is not true or false \(from FTP_PROXY_STATUS_SHOW_CLIENTS\)$/],
   ['unknown flag', [...UP, '--upstrem', 'x'], {}, 'arguments', /Unknown option '--upstrem'/],
   ['--help is not for loadConfig', ['--help'], {}, 'arguments', /Unknown option '--help'/],
   ['flag without value', ['--upstream'], {}, 'arguments', /argument missing/],
