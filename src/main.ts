@@ -9,6 +9,7 @@ import type { Endpoint } from './config-types.js'
 import { ephemeralOverlap, formatEndpoint, helpText, loadConfig, readEphemeralRange } from './config.js'
 import { ConfigError } from './errors.js'
 import { startObserveServer, type ObserveServer } from './observe/http.js'
+import { statusPageOn } from './observe/status.js'
 import { ProxyServer } from './proxy/server.js'
 import { VERSION } from './version.js'
 
@@ -64,10 +65,16 @@ async function runProxy(argv: string[]): Promise<number> {
   try {
     if (config.metricsListen !== null) {
       binding = { setting: 'metricsListen', endpoints: [config.metricsListen] }
-      observe = await startObserveServer(config.metricsListen, proxy.metrics.registry, proxy.readiness, (err) =>
-        logger.error({ err }, 'metrics listener error'),
+      const running = proxy
+      observe = await startObserveServer(
+        config.metricsListen,
+        proxy.metrics.registry,
+        proxy.readiness,
+        (err) => logger.error({ err }, 'metrics listener error'),
+        { board: proxy.status, enabled: () => statusPageOn(running.config) },
       )
-      logger.info({ metrics: `http://${formatEndpoint(observe.address)}/metrics` }, 'metrics listening')
+      const base = `http://${formatEndpoint(observe.address)}`
+      logger.info({ metrics: `${base}/metrics`, ...(statusPageOn(config) ? { status: `${base}/` } : {}) }, 'metrics listening')
     }
     binding = { setting: 'listen', endpoints: config.listen }
     await proxy.listen()

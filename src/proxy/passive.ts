@@ -5,12 +5,13 @@
 
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
-import { DialError, ProxyError } from '../errors.js'
+import { DialError, ProxyError, type DialAttempt } from '../errors.js'
 import { addressClass, dataTargets, isIPv4, policyRefusal, type DataRefusal } from '../net/address-policy.js'
 import { connectTo, dialFirst } from '../net/dial.js'
 import type { PortLease } from '../net/port-pool.js'
 import { logSafe, transferDirection, type ActiveTarget, type Command } from '../protocol/commands.js'
 import { lineText } from '../protocol/line-framer.js'
+import type { DataFailureReport } from '../observe/status.js'
 import { format227, format229, parsePassiveReply } from '../protocol/replies.js'
 import { hintFor } from './hints.js'
 import type { DataTls } from './data-tls.js'
@@ -134,7 +135,20 @@ export class DataSetups {
   /** Counts and logs a data connection that failed before it had a lease. */
   #failed(reason: FailureReason, fields: object): void {
     this.#opts.shared.metrics.leaseEnded({ result: 'failed', reason })
-    this.#opts.log.warn({ reason, hint: hintFor(reason, null, null, this.#opts.endpoints.upstreamAddress), ...fields }, 'data connection failed')
+    const hint = hintFor(reason, null, null, this.#opts.endpoints.upstreamAddress)
+    this.#opts.log.warn({ reason, hint, ...fields }, 'data connection failed')
+    this.#noteFailure({ reason, hint })
+  }
+
+  /** Feeds the status page's list of failures (observe/status.ts); the log line stays the record. */
+  #noteFailure(report: Omit<DataFailureReport, 'session' | 'client'>): void {
+    const sid = this.#opts.log.bindings()['sid']
+    this.#opts.shared.status?.dataFailure({
+      user: this.#opts.user(),
+      ...report,
+      session: typeof sid === 'string' ? sid : '',
+      client: this.#opts.endpoints.clientAddress,
+    })
   }
 
   #newLease(port: PortLease | null, upstream: Socket | null, relay?: DataLeaseOptions['relay']): DataLease {
@@ -171,11 +185,19 @@ export class DataSetups {
     } catch (err) {
       metrics.leaseEnded({ result: 'failed', reason: 'bad_passive_reply' })
       this.#opts.log.warn({ reason: 'bad_passive_reply', fromServer: serverText, error: (err as Error).message }, 'data connection failed')
+      const hint = hintFor('bad_passive_reply', null, null, this.#opts.endpoints.upstreamAddress)
+      this.#noteFailure({ reason: 'bad_passive_reply', hint, serverReply: serverText, error: (err as Error).message })
       return [Buffer.from(`425 Can't open data connection: the FTP server's passive reply is invalid (${(err as Error).message}).\r\n`)]
     }
     const advertisedClass = endpoint.host === null ? null : addressClass(endpoint.host)
     if (endpoint.host !== null && advertisedClass !== null) {
       metrics.advertised(advertisedClass, endpoint.host === this.#opts.endpoints.upstreamAddress)
+      this.#opts.shared.status?.advertised({
+        address: endpoint.host,
+        cls: advertisedClass,
+        matchesControl: endpoint.host === this.#opts.endpoints.upstreamAddress,
+        control: this.#opts.endpoints.upstreamAddress,
+      })
     }
     // A new passive request replaces the previous one that no client has used.
     if (this.#pending !== null && !this.#pending.claimed) this.#pending.cancel('replaced')
@@ -190,17 +212,10 @@ export class DataSetups {
     const advertised = endpoint.host === null ? `port ${endpoint.port}` : `${endpoint.host}:${endpoint.port}`
     const fail = (reason: FailureReason, text: string, extra: object): readonly Buffer[] => {
       metrics.leaseEnded({ result: 'failed', reason })
-      this.#opts.log.warn(
-        {
-          reason,
-          fromServer: serverText,
-          advertised,
-          advertisedClass,
-          hint: hintFor(reason, endpoint.host, advertisedClass, this.#opts.endpoints.upstreamAddress),
-          ...extra,
-        },
-        'data connection failed',
-      )
+      const hint = hintFor(reason, endpoint.host, advertisedClass, this.#opts.endpoints.upstreamAddress)
+      this.#opts.log.warn({ reason, fromServer: serverText, advertised, advertisedClass, hint, ...extra }, 'data connection failed')
+      const dialled = (extra as { targets?: readonly DialAttempt[] }).targets
+      this.#noteFailure({ reason, hint, serverReply: serverText, advertised, advertisedClass, dialled })
       return [Buffer.from(`425 Can't open data connection: ${text}.\r\n`)]
     }
     // What the proxy may dial: a server's reply never widens it (--upstream-data-networks).
@@ -333,7 +348,9 @@ export class DataSetups {
       error: lease.error?.message,
     }
     if (outcome.result === 'failed') {
-      this.#opts.log.warn({ ...fields, hint: hintFor(outcome.reason, null, null, this.#opts.endpoints.upstreamAddress) }, 'data connection failed')
+      const hint = hintFor(outcome.reason, null, null, this.#opts.endpoints.upstreamAddress)
+      this.#opts.log.warn({ ...fields, hint }, 'data connection failed')
+      this.#noteFailure({ reason: outcome.reason, hint, command: command?.verb, path: command?.arg, error: lease.error?.message })
     } else {
       this.#opts.log.info(fields, 'transfer finished')
     }

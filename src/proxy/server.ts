@@ -11,6 +11,7 @@ import { loadTlsSettings, type TlsSettings } from '../net/tls.js'
 import { PortPool } from '../net/port-pool.js'
 import { createMetrics, type ProxyMetrics } from '../observe/metrics.js'
 import { UpstreamReadiness } from '../observe/readiness.js'
+import { StatusBoard } from '../observe/status.js'
 import { ControlSession, type SessionContext } from './control-session.js'
 import { VERSION } from '../version.js'
 
@@ -27,6 +28,8 @@ export class ProxyServer {
   readonly metrics: ProxyMetrics
   readonly pool: PortPool
   readonly readiness: UpstreamReadiness
+  /** What the status page shows beyond the metrics (served by observe/http.ts when it is on). */
+  readonly status: StatusBoard
   /** Client listeners; `implicit`: implicit FTPS, TLS from the client's first byte. */
   readonly #listeners: Array<{ readonly server: net.Server; readonly implicit: boolean }> = []
   readonly #sessions = new Set<ControlSession>()
@@ -57,6 +60,7 @@ export class ProxyServer {
       () => this.#config.upstream,
       () => this.#config.connectTimeoutMs,
     )
+    this.status = new StatusBoard({ metrics: this.metrics, readiness: this.readiness, config: () => this.#config })
     this.#context = {
       config: () => this.#config,
       pool: this.pool,
@@ -66,6 +70,7 @@ export class ProxyServer {
       clientLeases: new Map(),
       ownAddresses: () => this.#ownAddresses(),
       tls: () => this.#tls,
+      status: this.status,
     }
     if (options.config.upstreamTlsInsecure) {
       this.logger.warn("--upstream-tls-insecure: the FTP server's certificate is not checked; anyone between the proxy and the server can read and change the session")

@@ -5,6 +5,7 @@ import type { Config } from '../config-types.js'
 import type { TlsSettings } from '../net/tls.js'
 import type { PortPool } from '../net/port-pool.js'
 import type { ProxyMetrics } from '../observe/metrics.js'
+import type { StatusRecorder } from '../observe/status.js'
 
 /** Bounds on what one session holds; injectable so that tests reach every overflow path. */
 export interface SessionLimits {
@@ -48,6 +49,8 @@ export interface SessionContext {
    */
   readonly tls?: () => TlsSettings
   readonly limits?: SessionLimits
+  /** The status page's memory: failed data connections and advertised addresses (absent in some tests). */
+  readonly status?: StatusRecorder
 }
 
 /** The addresses of one session, normalised (no `::ffff:` prefix). */
