@@ -25,6 +25,19 @@ export function median(values: readonly number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
 }
 
+/** The nearest-rank percentile (`p` in 0..100) of `values`: a value that was measured, never an interpolation. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN
+  const s = [...values].sort((a, b) => a - b)
+  const rank = Math.max(1, Math.ceil((p / 100) * s.length))
+  return s[rank - 1]!
+}
+
+/** /proc/loadavg's 1, 5 and 15 minute figures: what else the machine was doing. */
+export function loadAvg(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+}
+
 /** A program unpacked by hand next to the servers (.cache/debs/<pkg>/usr/{s,}bin), or on PATH; null if absent. */
 export function optionalBinary(name: string, cachePkg: string): string | null {
   for (const sub of ['usr/sbin', 'usr/bin']) {
@@ -77,6 +90,64 @@ export function procCpuSeconds(pid: number): number {
 
 export function openFds(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length
+}
+
+/** Fields 3 onwards of /proc/PID/stat (after the ")" that ends the command name); null once the process is gone. */
+function statFields(pid: number | string): string[] | null {
+  let stat: string
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return null
+  }
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+}
+
+/** PIDs of the live (or not yet reaped) processes whose process group is `pgid`. */
+export function groupMembers(pgid: number): number[] {
+  const pids: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    // Field 5 is the process group.
+    const f = statFields(name)
+    if (f !== null && Number(f[2]) === pgid) pids.push(Number(name))
+  }
+  return pids
+}
+
+/**
+ * CPU seconds of a whole process group so far: for every member, its own user + system time
+ * (fields 14, 15) and that of its children it has waited for (cutime, cstime: fields 16, 17).
+ * A server that forks a process per session or per connection (proftpd, socat) reaps them, so
+ * their time moves into the parent's cutime when they exit and is counted either way. Read it
+ * when no member is starting or ending (see `settleGroup`): a child that is reaped between the
+ * reads of its own and its parent's stat is counted twice or not at all.
+ */
+export function groupCpuSeconds(pgid: number): number {
+  let ticks = 0
+  for (const pid of groupMembers(pgid)) {
+    const f = statFields(pid)
+    if (f !== null) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])
+  }
+  return ticks / 100
+}
+
+/** Waits (at most `timeoutMs`) until the group has no more than `members` processes: the per-connection ones have ended. */
+export async function settleGroup(pgid: number, members: number, timeoutMs = 5000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (groupMembers(pgid).length <= members) return true
+    await sleep(20)
+  }
+  return false
+}
+
+/** The soft and hard limits on open files of a process (/proc/PID/limits). */
+export function fdLimits(pid: number | 'self'): { soft: number; hard: number } {
+  const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))
+  if (m === null) throw new Error(`/proc/${pid}/limits has no "Max open files" line`)
+  const n = (v: string): number => (v === 'unlimited' ? Number.POSITIVE_INFINITY : Number(v))
+  return { soft: n(m[1]!), hard: n(m[2]!) }
 }
 
 // ---- child processes ----
@@ -240,6 +311,8 @@ export interface ProxyProcessOptions {
    * export of a commit measures that commit, not whatever src/ holds at the moment.
    */
   main?: string
+  /** Options for node itself, before the entry point (e.g. --heapsnapshot-signal=SIGUSR2). */
+  nodeArgs?: readonly string[]
 }
 
 /**
@@ -258,6 +331,7 @@ export async function startProxyProcess(opts: ProxyProcessOptions): Promise<Prox
   let listening = false
   let metricsUrl: string | null = null
   const args = [
+    ...(opts.nodeArgs ?? []),
     main,
     '--listen', `127.0.0.1:${opts.listenPort}`,
     '--upstream', `127.0.0.1:${opts.upstreamPort}`,

@@ -1,11 +1,13 @@
-// RETR and STOR throughput on loopback, as ratios to a direct download measured in the same run.
+// RETR and STOR throughput on loopback, as ratios to a direct transfer measured in the same run.
+// Section 1 of `npm run bench` (bench/run.ts), and a program of its own:
 //
 //   npm run build
 //   node --import=./node_modules/@tapjs/typescript/dist/esm/import.mjs bench/throughput.ts [--size 512M] [--runs 5]
 //
 // On a 2-core machine the sender, the receiver and the relay share the CPU, so absolute MB/s
 // say more about the machine than about the proxy: only the ratios are worth comparing, and only
-// within one run (shared/ENVIRONMENT.md). Paths, each a curl download of the same random file:
+// within one run (shared/ENVIRONMENT.md). Paths, each a curl download (RETR) and upload (STOR) of
+// the same random file:
 //   direct       curl -> vsftpd (curl's default mode: EPSV, and it ignores any 227 address)
 //   proxy        curl -> ftp-pasv-proxy (built CLI, its own process) -> vsftpd advertising 127.0.0.99
 //   proxy-pasv   the same with curl honouring the rewritten 227 (PASV only, as PRODFTP's client)
@@ -14,17 +16,25 @@
 //   socat        data connection only through socat -b 131072; control direct to vsftpd
 //   node-pipe    data connection only through a 10-line Node net + pipe() relay (the floor for
 //                any relay written in Node on this machine); control direct to vsftpd
-// Peers that are not unpacked under .cache/debs/ are skipped with a note. Ports: 24000-24199.
-import { link, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+// Every relay's CPU time is read around each transfer: the proxy, haproxy and the Node relay are
+// one process each (threads included); socat forks a child per connection and proftpd a process
+// per session, so theirs is the whole process group's (see groupCpuSeconds in lib.ts).
+// Peers that are not unpacked under .cache/debs/ (scripts/bench-deps.sh) are skipped with a note.
+// Ports: the section's base (default 24000) + 0..112.
+import { link, mkdir, mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises'
+import { existsSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { runProcess } from '../test/e2e/lib/proc.js'
 import { makeRandomFile, startVsftpd, type FtpServer } from '../test/e2e/lib/servers.js'
 import {
   accepts,
   greets,
+  groupCpuSeconds,
+  groupMembers,
+  loadAvg,
   median,
   MiB,
   optionalBinary,
@@ -32,28 +42,38 @@ import {
   procCpuSeconds,
   procMemory,
   REPO,
+  settleGroup,
   startDaemon,
   startProxyProcess,
   waitFor,
   type Daemon,
 } from './lib.js'
 
-const PORTS = {
-  vsftpd: 24000,
-  vsftpdPasv: { min: 24010, max: 24029 },
-  proxy: 24030,
-  proxyPool: { min: 24040, max: 24059 },
-  modProxy: 24060,
-  modProxyPasv: { min: 24070, max: 24089 },
-  // One vsftpd per relay, each advertising the relay's address with a single passive port, so
-  // the relay needs to listen on that one port only (socat relays one port per process).
-  haproxyVsftpd: 24100,
-  haproxyData: 24110,
-  socatVsftpd: 24101,
-  socatData: 24111,
-  nodeVsftpd: 24102,
-  nodeData: 24112,
-} as const
+export const THROUGHPUT_PATHS = ['direct', 'proxy', 'proxy-pasv', 'mod_proxy', 'haproxy', 'socat', 'node-pipe'] as const
+/** The peers, each installed by scripts/bench-deps.sh (node-pipe needs nothing but Node). */
+export const PEERS = ['mod_proxy', 'haproxy', 'socat'] as const
+
+/** The section's ports, offsets from its base (default 24000): base .. base+112. */
+export function throughputPorts(base: number) {
+  return {
+    vsftpd: base,
+    vsftpdPasv: { min: base + 10, max: base + 29 },
+    proxy: base + 30,
+    proxyPool: { min: base + 40, max: base + 59 },
+    modProxy: base + 60,
+    modProxyPasv: { min: base + 70, max: base + 89 },
+    // One vsftpd per relay, each advertising the relay's address with a single passive port, so
+    // the relay needs to listen on that one port only (socat relays one port per process).
+    haproxyVsftpd: base + 100,
+    haproxyData: base + 110,
+    socatVsftpd: base + 101,
+    socatData: base + 111,
+    nodeVsftpd: base + 102,
+    nodeData: base + 112,
+  }
+}
+type Ports = ReturnType<typeof throughputPorts>
+
 const HAPROXY_ADDR = '127.0.0.2'
 const SOCAT_ADDR = '127.0.0.3'
 const NODE_ADDR = '127.0.0.4'
@@ -61,39 +81,90 @@ const NODE_ADDR = '127.0.0.4'
 const WRONG_ADDR = '127.0.0.99'
 
 type CurlMode = 'default' | 'pasv'
+
+/** A relay's CPU time, read around each transfer. */
+interface RelayCpu {
+  /** CPU seconds so far (user + system). */
+  read(): number
+  /** Resolves once the processes a transfer started (a session, a connection) have ended. */
+  settle(): Promise<void>
+}
+
 interface PathSpec {
   name: string
   /** Control port curl dials. */
   port: number
   mode: CurlMode
   note: string
-  /** The relay's process, whose CPU time is read around each run; null when not one process. */
-  cpuPid: number | null
+  /** Where a STOR lands on disk (removed after each run: 1 GiB files pile up on /dev/shm). */
+  uploadDir: string
+  relay: RelayCpu | null
 }
 
 interface Sample {
   bytes: number
   /** curl's average: bytes over the whole session, login included (MB = 10^6 bytes). */
   mbps: number
-  /** CPU seconds the relay process used during the run, when there is one to read. */
+  /** CPU seconds the relay's processes used during the run, when there is a relay. */
   relayCpu: number | null
 }
 
+/** One row of a table: the figures the report's summary compares with the targets. */
+export interface PathStats {
+  op: 'RETR' | 'STOR'
+  name: string
+  median: number
+  min: number
+  max: number
+  ratio: number
+  /** Median relay CPU seconds per GiB; null for direct. */
+  cpuPerGiB: number | null
+}
+
+export interface ThroughputOptions {
+  size: number
+  runs: number
+  /** Where the servers keep their files: /dev/shm, so that a STOR measures the relay, not the disk. */
+  tmp: string
+  /** A subset of THROUGHPUT_PATHS; null for all. direct is always measured. */
+  only: readonly string[] | null
+  stor: boolean
+  proxyMain: string
+  portBase: number
+  cleanup: Array<() => Promise<unknown>>
+  log: (s: string) => void
+}
+
+export interface ThroughputResult {
+  /** Markdown: the RETR and STOR tables and the proxy's memory. */
+  lines: string[]
+  stats: PathStats[]
+  /** Peers that could not run, each with why. */
+  skipped: string[]
+  notes: string[]
+}
+
 const HELP = `bench/throughput.ts: RETR and STOR throughput through ftp-pasv-proxy and peers, as ratios to direct.
-  --size SIZE     payload, e.g. 512M, 1G, 64M (K/M/G are binary; default 512M)
-  --runs N        measured runs per path, median reported (default 5; one warm-up run more)
-  --paths LIST    comma-separated subset of direct,proxy,proxy-pasv,mod_proxy,haproxy,socat,node-pipe
-  --no-stor       skip the STOR comparison
-  --out FILE      also write the markdown report to FILE
-  --proxy-main F  the proxy's built entry point (default dist/main.js)
-  --tmpdir DIR    where servers keep files (default /dev/shm when present, so the disk is not measured)
+  --size SIZE      payload, e.g. 512M, 1G, 64M (K/M/G are binary; default 512M)
+  --runs N         measured runs per path, median reported (default 5; one warm-up run more)
+  --paths LIST     comma-separated subset of ${THROUGHPUT_PATHS.join(',')}
+  --no-stor        skip STOR
+  --out FILE       also write the markdown report to FILE
+  --proxy-main F   the proxy's built entry point (default dist/main.js)
+  --tmpdir DIR     where servers keep files (default /dev/shm when present, so the disk is not measured)
+  --port-base N    first of the 113 ports used (default 24000)
 `
 
-function parseSize(text: string): number {
+export function parseSize(text: string): number {
   const m = /^(\d+)([KMG])?$/i.exec(text.trim())
   if (m === null) throw new Error(`--size: "${text}" is not a size like 512M or 1G`)
   const unit = { K: 1024, M: MiB, G: 1024 * MiB }[(m[2] ?? 'M').toUpperCase() as 'K' | 'M' | 'G']
   return Number(m[1]) * unit
+}
+
+/** /dev/shm when there is one: the servers' files in memory, so a STOR does not measure the disk. */
+export function defaultTmp(): string {
+  return existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
 }
 
 async function main(): Promise<number> {
@@ -106,6 +177,7 @@ async function main(): Promise<number> {
       out: { type: 'string' },
       tmpdir: { type: 'string' },
       'proxy-main': { type: 'string' },
+      'port-base': { type: 'string', default: '24000' },
       help: { type: 'boolean', default: false },
     },
   })
@@ -116,15 +188,28 @@ async function main(): Promise<number> {
   const size = parseSize(values.size)
   const runs = Number(values.runs)
   if (!Number.isInteger(runs) || runs < 1 || runs > 100) throw new Error('--runs: an integer from 1 to 100')
-  // The servers' temp dirs come from os.tmpdir(), which reads TMPDIR: on tmpfs a STOR measures
-  // the relay, not the disk's write-back.
-  const tmp = values.tmpdir ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir())
+  // The servers' temp dirs come from os.tmpdir(), which reads TMPDIR.
+  const tmp = values.tmpdir ?? defaultTmp()
   process.env['TMPDIR'] = tmp
 
   const cleanup: Array<() => Promise<unknown>> = []
   const log = (s: string): void => void process.stderr.write(`${s}\n`)
+  const started = new Date()
+  const loadStart = loadAvg()
+  const proxyMain = values['proxy-main'] ?? PROXY_MAIN
   try {
-    const report = await bench({ size, runs, tmp, only: values.paths?.split(',') ?? null, stor: !values['no-stor'], proxyMain: values['proxy-main'] ?? PROXY_MAIN, cleanup, log })
+    const r = await runThroughput({ size, runs, tmp, only: values.paths?.split(',') ?? null, stor: !values['no-stor'], proxyMain, portBase: Number(values['port-base']), cleanup, log })
+    const cpus = (await runProcess('nproc', [], { timeoutMs: 5000 })).stdout.trim()
+    const report = [
+      `Run ${started.toISOString()}, ${cpus} cores, Node ${process.version}, payload ${size / MiB} MiB, ${runs} runs per path (median; one warm-up run not counted), files on ${tmp}.`,
+      `ftp-pasv-proxy: ${proxyMain}.`,
+      // Anything else running on the machine takes CPU from sender, receiver and relay alike.
+      `Load average (1, 5, 15 min) at the start ${loadStart}, at the end ${loadAvg()}.`,
+      '',
+      ...r.lines,
+      ...[...r.skipped, ...r.notes].map((n) => `Note: ${n}`),
+      '',
+    ].join('\n')
     process.stdout.write(report)
     if (values.out !== undefined) await writeFile(values.out, report)
     return 0
@@ -134,128 +219,132 @@ async function main(): Promise<number> {
   }
 }
 
-interface BenchOptions {
-  size: number
-  runs: number
-  tmp: string
-  only: string[] | null
-  stor: boolean
-  proxyMain: string
-  cleanup: Array<() => Promise<unknown>>
-  log: (s: string) => void
+/** One process (its threads included). */
+function processCpu(pid: number): RelayCpu {
+  return { read: () => procCpuSeconds(pid), settle: async () => {} }
 }
 
-async function bench(o: BenchOptions): Promise<string> {
-  const want = (name: string): boolean => o.only === null || o.only.includes(name)
-  const notes: string[] = []
-  const started = new Date()
-  const loadStart = loadAvg()
+/**
+ * A process group whose leader forks a process per session or connection: settled when it is
+ * back to the members it had at rest (the leader alone).
+ */
+function groupCpu(pgid: number): RelayCpu {
+  const atRest = groupMembers(pgid).length
+  return {
+    read: () => groupCpuSeconds(pgid),
+    settle: async () => {
+      if (!(await settleGroup(pgid, atRest))) throw new Error(`process group ${pgid}: its per-connection processes did not end within 5 s`)
+    },
+  }
+}
 
-  const vs = await startVsftpd({ port: PORTS.vsftpd, pasvMin: PORTS.vsftpdPasv.min, pasvMax: PORTS.vsftpdPasv.max, pasvAddress: WRONG_ADDR })
+/**
+ * Starts the servers and relays (stopped through `o.cleanup`), then runs RETR and STOR on every
+ * path in interleaved rounds.
+ */
+export async function runThroughput(o: ThroughputOptions): Promise<ThroughputResult> {
+  const want = (name: string): boolean => o.only === null || o.only.includes(name)
+  const ports = throughputPorts(o.portBase)
+  const notes: string[] = []
+  const skipped: string[] = []
+
+  const vs = await startVsftpd({ port: ports.vsftpd, pasvMin: ports.vsftpdPasv.min, pasvMax: ports.vsftpdPasv.max, pasvAddress: WRONG_ADDR })
   o.cleanup.push(() => vs.stop())
-  o.log(`payload: ${o.size} random bytes in ${vs.root}`)
+  o.log(`throughput: payload of ${o.size} random bytes in ${vs.root}`)
   const payload = await makeRandomFile(vs.root, 'big.bin', o.size)
+  const upload = join(vs.root, vs.uploadDir)
 
   const paths: PathSpec[] = []
   // Always measured: every ratio is to it.
-  paths.push({ name: 'direct', port: PORTS.vsftpd, mode: 'default', note: 'curl -> vsftpd', cpuPid: null })
+  paths.push({ name: 'direct', port: ports.vsftpd, mode: 'default', note: 'curl -> vsftpd', uploadDir: upload, relay: null })
 
-  const proxy = await startProxyProcess({ listenPort: PORTS.proxy, upstreamPort: PORTS.vsftpd, pool: PORTS.proxyPool, metrics: false, main: o.proxyMain })
+  const proxy = await startProxyProcess({ listenPort: ports.proxy, upstreamPort: ports.vsftpd, pool: ports.proxyPool, metrics: false, main: o.proxyMain })
   o.cleanup.push(() => proxy.stop(10_000))
   const proxyStart = procMemory(proxy.pid)
-  if (want('proxy')) paths.push({ name: 'proxy', port: PORTS.proxy, mode: 'default', note: 'curl (EPSV) -> ftp-pasv-proxy -> vsftpd', cpuPid: proxy.pid })
+  if (want('proxy')) paths.push({ name: 'proxy', port: ports.proxy, mode: 'default', note: 'curl (EPSV) -> ftp-pasv-proxy -> vsftpd', uploadDir: upload, relay: processCpu(proxy.pid) })
   if (want('proxy-pasv')) {
-    paths.push({ name: 'proxy-pasv', port: PORTS.proxy, mode: 'pasv', note: 'curl (PASV, honours the rewritten 227) -> ftp-pasv-proxy -> vsftpd', cpuPid: proxy.pid })
+    paths.push({ name: 'proxy-pasv', port: ports.proxy, mode: 'pasv', note: 'curl (PASV, honours the rewritten 227) -> ftp-pasv-proxy -> vsftpd', uploadDir: upload, relay: processCpu(proxy.pid) })
   }
 
   if (want('mod_proxy')) {
-    const mp = await startModProxy(o.tmp, notes)
+    const mp = await startModProxy(o.tmp, ports, skipped)
     if (mp !== null) {
       o.cleanup.push(() => mp.stop())
-      // A process per session: no single PID to read CPU time from.
-      paths.push({ name: 'mod_proxy', port: PORTS.modProxy, mode: 'default', note: 'curl (EPSV) -> ProFTPD mod_proxy (EPSV to backend) -> vsftpd', cpuPid: null })
+      paths.push({
+        name: 'mod_proxy',
+        port: ports.modProxy,
+        mode: 'default',
+        note: 'curl (EPSV) -> ProFTPD mod_proxy (EPSV to backend) -> vsftpd; CPU: proftpd and its session processes',
+        uploadDir: upload,
+        relay: groupCpu(mp.pid),
+      })
     }
   }
-  if (want('haproxy')) {
-    const pid = await startRelay('haproxy', vs, HAPROXY_ADDR, PORTS.haproxyVsftpd, PORTS.haproxyData, o, notes)
-    // haproxy -db runs one process (its threads count in its CPU time).
-    if (pid !== null) paths.push({ name: 'haproxy', port: PORTS.haproxyVsftpd, mode: 'pasv', note: 'curl (PASV) -> vsftpd; data via haproxy 2.6 mode tcp', cpuPid: pid })
-  }
-  if (want('socat')) {
-    const pid = await startRelay('socat', vs, SOCAT_ADDR, PORTS.socatVsftpd, PORTS.socatData, o, notes)
-    // socat forks a child per connection, which does the copying: its time is not the parent's.
-    if (pid !== null) paths.push({ name: 'socat', port: PORTS.socatVsftpd, mode: 'pasv', note: 'curl (PASV) -> vsftpd; data via socat -b 131072', cpuPid: null })
-  }
-  if (want('node-pipe')) {
-    const pid = await startRelay('node-pipe', vs, NODE_ADDR, PORTS.nodeVsftpd, PORTS.nodeData, o, notes)
-    if (pid !== null) paths.push({ name: 'node-pipe', port: PORTS.nodeVsftpd, mode: 'pasv', note: 'curl (PASV) -> vsftpd; data via Node net + pipe()', cpuPid: pid })
+  for (const kind of ['haproxy', 'socat', 'node-pipe'] as const) {
+    if (!want(kind)) continue
+    const r = await startRelay(kind, vs, ports, o, skipped)
+    if (r === null) continue
+    const spec = {
+      // haproxy -db runs one process (its threads count in its CPU time).
+      haproxy: { note: 'curl (PASV) -> vsftpd; data via haproxy 2.6 mode tcp', cpu: processCpu(r.pid) },
+      // socat forks a child per connection, which does the copying: the group's time.
+      socat: { note: 'curl (PASV) -> vsftpd; data via socat -b 131072; CPU: socat and its per-connection children', cpu: groupCpu(r.pid) },
+      'node-pipe': { note: 'curl (PASV) -> vsftpd; data via Node net + pipe()', cpu: processCpu(r.pid) },
+    }[kind]
+    paths.push({ name: kind, port: r.ctrlPort, mode: 'pasv', note: spec.note, uploadDir: r.uploadDir, relay: spec.cpu })
   }
 
   const measure = async (p: PathSpec, op: 'RETR' | 'STOR'): Promise<Sample> => {
-    const cpu0 = p.cpuPid === null ? 0 : procCpuSeconds(p.cpuPid)
+    await p.relay?.settle()
+    const cpu0 = p.relay?.read() ?? 0
     const s = op === 'RETR' ? await curlRetr(p, o.size) : await curlStor(p, payload.path, o.size)
-    return { ...s, relayCpu: p.cpuPid === null ? null : procCpuSeconds(p.cpuPid) - cpu0 }
+    await p.relay?.settle()
+    const relayCpu = p.relay === null ? null : p.relay.read() - cpu0
+    if (op === 'STOR') await unlink(join(p.uploadDir, 'stor.bin'))
+    return { ...s, relayCpu }
   }
 
   // Rounds interleave the paths (direct, proxy, ..., direct, proxy, ...) so that a slow phase of
   // the machine hits every path alike; the first round warms caches and the proxy's JIT and is
   // not counted.
-  const retr = new Map<string, Sample[]>(paths.map((p) => [p.name, []]))
-  for (let round = 0; round <= o.runs; round++) {
-    for (const p of paths) {
-      const s = await measure(p, 'RETR')
-      o.log(`RETR ${round === 0 ? 'warm-up' : `run ${round}`} ${p.name}: ${s.mbps.toFixed(0)} MB/s`)
-      if (round > 0) retr.get(p.name)!.push(s)
+  const stats: PathStats[] = []
+  const lines: string[] = []
+  for (const op of o.stor ? (['RETR', 'STOR'] as const) : (['RETR'] as const)) {
+    const samples = new Map<string, Sample[]>(paths.map((p) => [p.name, []]))
+    for (let round = 0; round <= o.runs; round++) {
+      for (const p of paths) {
+        const s = await measure(p, op)
+        o.log(`${op} ${round === 0 ? 'warm-up' : `run ${round}`} ${p.name}: ${s.mbps.toFixed(0)} MB/s${s.relayCpu === null ? '' : `, relay ${s.relayCpu.toFixed(2)} CPU s`}`)
+        if (round > 0) samples.get(p.name)!.push(s)
+      }
     }
-  }
-  const storPaths = o.stor ? paths.filter((p) => p.name === 'direct' || p.name === 'proxy') : []
-  const stor = new Map<string, Sample[]>(storPaths.map((p) => [p.name, []]))
-  for (let round = 0; round <= o.runs && storPaths.length > 0; round++) {
-    for (const p of storPaths) {
-      const s = await measure(p, 'STOR')
-      o.log(`STOR ${round === 0 ? 'warm-up' : `run ${round}`} ${p.name}: ${s.mbps.toFixed(0)} MB/s`)
-      if (round > 0) stor.get(p.name)!.push(s)
-    }
+    const t = table(op, paths, samples)
+    stats.push(...t.stats)
+    lines.push(...t.rows, '')
   }
   const proxyEnd = procMemory(proxy.pid)
   if (proxy.warnings.length > 0) notes.push(`the proxy logged ${proxy.warnings.length} warning(s); first: ${JSON.stringify(proxy.warnings[0])}`)
-
-  const cpus = (await runProcess('nproc', [], { timeoutMs: 5000 })).stdout.trim()
-  const lines = [
-    `Run ${started.toISOString()}, ${cpus} cores, Node ${process.version}, payload ${o.size / MiB} MiB, ${o.runs} runs per path (median; one warm-up run not counted), files on ${o.tmp}.`,
-    `ftp-pasv-proxy: ${o.proxyMain}.`,
-    // Anything else running on the machine takes CPU from sender, receiver and relay alike.
-    `Load average (1, 5, 15 min) at the start ${loadStart}, at the end ${loadAvg()}.`,
-    '',
-    ...table('RETR', paths, retr),
-    '',
-    ...(storPaths.length > 0 ? [...table('STOR', storPaths, stor), ''] : []),
-    `ftp-pasv-proxy memory: RSS ${(proxyStart.rss / MiB).toFixed(1)} MiB after start, ${(proxyEnd.rss / MiB).toFixed(1)} MiB at the end, peak (VmHWM) ${(proxyEnd.hwm / MiB).toFixed(1)} MiB over all its runs.`,
-    ...notes.map((n) => `Note: ${n}`),
-    '',
-  ]
-  return lines.join('\n')
+  lines.push(`ftp-pasv-proxy memory: RSS ${(proxyStart.rss / MiB).toFixed(1)} MiB after start, ${(proxyEnd.rss / MiB).toFixed(1)} MiB at the end, peak (VmHWM) ${(proxyEnd.hwm / MiB).toFixed(1)} MiB over all its runs.`)
+  return { lines, stats, skipped, notes }
 }
 
-function loadAvg(): string {
-  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
-}
-
-function table(op: string, paths: PathSpec[], samples: Map<string, Sample[]>): string[] {
+function table(op: 'RETR' | 'STOR', paths: PathSpec[], samples: Map<string, Sample[]>): { rows: string[]; stats: PathStats[] } {
   const direct = median(samples.get('direct')!.map((s) => s.mbps))
   const rows = [
-    `| ${op} path | what | median MB/s | min-max MB/s | ratio to direct | relay CPU s per GiB |`,
+    `| ${op} path | what | median MB/s | min-max MB/s | ratio to direct | relay CPU s per GiB (median, min-max) |`,
     '|---|---|---|---|---|---|',
   ]
+  const stats: PathStats[] = []
   for (const p of paths) {
     const ss = samples.get(p.name)!
     const mb = ss.map((s) => s.mbps)
     const cpu = ss.filter((s) => s.relayCpu !== null).map((s) => (s.relayCpu! / s.bytes) * 1024 * MiB)
-    rows.push(
-      `| ${p.name} | ${p.note} | ${median(mb).toFixed(0)} | ${Math.min(...mb).toFixed(0)}-${Math.max(...mb).toFixed(0)} | ${(median(mb) / direct).toFixed(2)} | ${cpu.length > 0 ? median(cpu).toFixed(2) : ''} |`,
-    )
+    const st: PathStats = { op, name: p.name, median: median(mb), min: Math.min(...mb), max: Math.max(...mb), ratio: median(mb) / direct, cpuPerGiB: cpu.length > 0 ? median(cpu) : null }
+    stats.push(st)
+    const cpuCell = st.cpuPerGiB === null ? '' : `${st.cpuPerGiB.toFixed(2)} (${Math.min(...cpu).toFixed(2)}-${Math.max(...cpu).toFixed(2)})`
+    rows.push(`| ${p.name} | ${p.note} | ${st.median.toFixed(0)} | ${st.min.toFixed(0)}-${st.max.toFixed(0)} | ${st.ratio.toFixed(2)} | ${cpuCell} |`)
   }
-  return rows
+  return { rows, stats }
 }
 
 // ---- curl ----
@@ -277,7 +366,10 @@ async function curlRetr(p: PathSpec, size: number): Promise<{ bytes: number; mbp
 }
 
 async function curlStor(p: PathSpec, file: string, size: number): Promise<{ bytes: number; mbps: number }> {
-  const args = ['-q', '-sS', '--max-time', String(maxSeconds(size)), ...CURL_MODE[p.mode], '-T', file, '-w', '%{size_upload} %{speed_upload}']
+  // --ftp-method nocwd (STOR upload/stor.bin, no CWD), on every path alike, for mod_proxy: vsftpd
+  // logs an anonymous user in at USER (230, no PASS), and mod_proxy 0.9, having seen no PASS,
+  // answers CWD and PWD itself with "530 Please login" while it relays EPSV, TYPE and STOR.
+  const args = ['-q', '-sS', '--max-time', String(maxSeconds(size)), ...CURL_MODE[p.mode], '--ftp-method', 'nocwd', '-T', file, '-w', '%{size_upload} %{speed_upload}']
   return curlRun(p, [...args, `ftp://127.0.0.1:${p.port}/upload/stor.bin`], size)
 }
 
@@ -299,12 +391,12 @@ async function curlRun(p: PathSpec, args: string[], size: number): Promise<{ byt
  * directory, so a temp dir links both packages' modules. mod_proxy needs mod_tls loaded first.
  * To the backend it uses EPSV: vsftpd's 227 names 127.0.0.99, which mod_proxy would dial.
  */
-async function startModProxy(tmp: string, notes: string[]): Promise<Daemon | null> {
+async function startModProxy(tmp: string, ports: Ports, skipped: string[]): Promise<Daemon | null> {
   const proftpd = optionalBinary('proftpd', 'proftpd')
   const modProxy = join(REPO, '.cache/debs/proftpd-mod-proxy/usr/lib/proftpd/mod_proxy.so')
   const modDir = join(REPO, '.cache/debs/proftpd/usr/lib/proftpd')
   if (proftpd === null || !existsSync(modProxy) || !existsSync(join(modDir, 'mod_tls.so'))) {
-    notes.push('mod_proxy skipped: proftpd, mod_tls.so or mod_proxy.so missing (apt-get download proftpd-mod-proxy; dpkg-deb -x it into .cache/debs/proftpd-mod-proxy)')
+    skipped.push('mod_proxy skipped: proftpd, mod_tls.so or mod_proxy.so missing (bash scripts/bench-deps.sh installs them)')
     return null
   }
   const dir = await mkdtemp(join(tmp, 'bench-modproxy-'))
@@ -319,8 +411,8 @@ async function startModProxy(tmp: string, notes: string[]): Promise<Daemon | nul
     'DefaultAddress 127.0.0.1',
     'SocketBindTight on',
     'UseIPv6 off',
-    `Port ${PORTS.modProxy}`,
-    `PassivePorts ${PORTS.modProxyPasv.min} ${PORTS.modProxyPasv.max}`,
+    `Port ${ports.modProxy}`,
+    `PassivePorts ${ports.modProxyPasv.min} ${ports.modProxyPasv.max}`,
     `ModulePath ${mods}`,
     'LoadModule mod_tls.c',
     'LoadModule mod_proxy.c',
@@ -336,18 +428,18 @@ async function startModProxy(tmp: string, notes: string[]): Promise<Daemon | nul
     `  ProxyLog ${join(dir, 'proxy.log')}`,
     `  ProxyTables ${join(dir, 'tables')}`,
     '  ProxyRole reverse',
-    `  ProxyReverseServers ftp://127.0.0.1:${PORTS.vsftpd}`,
+    `  ProxyReverseServers ftp://127.0.0.1:${ports.vsftpd}`,
     '  ProxyDataTransferPolicy EPSV',
     '</IfModule>',
   ]
   await writeFile(join(dir, 'proftpd.conf'), conf.join('\n') + '\n')
   const d = await startDaemon(proftpd, ['-n', '-c', join(dir, 'proftpd.conf')], { group: true })
   try {
-    await waitFor('proftpd mod_proxy', d, () => greets(PORTS.modProxy))
+    await waitFor('proftpd mod_proxy', d, () => greets(ports.modProxy))
   } catch (err) {
     await d.stop()
     await rm(dir, { recursive: true, force: true })
-    notes.push(`mod_proxy skipped: ${(err as Error).message}`)
+    skipped.push(`mod_proxy skipped: ${(err as Error).message}`)
     return null
   }
   return {
@@ -370,15 +462,18 @@ async function startModProxy(tmp: string, notes: string[]): Promise<Daemon | nul
 async function startRelay(
   kind: 'haproxy' | 'socat' | 'node-pipe',
   main: FtpServer,
-  addr: string,
-  ctrlPort: number,
-  dataPort: number,
-  o: BenchOptions,
-  notes: string[],
-): Promise<number | null> {
+  ports: Ports,
+  o: ThroughputOptions,
+  skipped: string[],
+): Promise<{ pid: number; ctrlPort: number; uploadDir: string } | null> {
+  const { addr, ctrlPort, dataPort } = {
+    haproxy: { addr: HAPROXY_ADDR, ctrlPort: ports.haproxyVsftpd, dataPort: ports.haproxyData },
+    socat: { addr: SOCAT_ADDR, ctrlPort: ports.socatVsftpd, dataPort: ports.socatData },
+    'node-pipe': { addr: NODE_ADDR, ctrlPort: ports.nodeVsftpd, dataPort: ports.nodeData },
+  }[kind]
   const bin = kind === 'node-pipe' ? process.execPath : optionalBinary(kind, kind)
   if (bin === null) {
-    notes.push(`${kind} skipped: not found (apt-get download ${kind}; dpkg-deb -x it into .cache/debs/${kind})`)
+    skipped.push(`${kind} skipped: not found (bash scripts/bench-deps.sh installs it)`)
     return null
   }
   const vs = await startVsftpd({ port: ctrlPort, pasvMin: dataPort, pasvMax: dataPort, pasvAddress: addr })
@@ -431,18 +526,21 @@ async function startRelay(
     // A probe connection: the relay forwards it to a port where nothing listens yet and drops it.
     await waitFor(kind, d, () => accepts(addr, dataPort))
   } catch (err) {
-    notes.push(`${kind} skipped: ${(err as Error).message}`)
+    skipped.push(`${kind} skipped: ${(err as Error).message}`)
     return null
   }
-  return d.pid
+  return { pid: d.pid, ctrlPort, uploadDir: join(vs.root, vs.uploadDir) }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code
-  },
-  (err: unknown) => {
-    process.stderr.write(`throughput: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
-    process.exitCode = 1
-  },
-)
+// Run as a program (not when run.ts imports it for its first section).
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main().then(
+    (code) => {
+      process.exitCode = code
+    },
+    (err: unknown) => {
+      process.stderr.write(`throughput: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+      process.exitCode = 1
+    },
+  )
+}
