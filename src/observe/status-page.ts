@@ -238,9 +238,11 @@ h2 { font-size: 1rem; margin: 0 0 .5rem; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: .8rem 1rem; min-width: 0; overflow-x: auto; }
 td:first-child { overflow-wrap: break-word; }
 table { width: 100%; border-collapse: collapse; }
-th, td { padding: .2rem .3rem; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+table + table { margin-top: .6rem; }
+th.n { white-space: normal; }
+th, td { padding: .2rem .25rem; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { font-weight: 600; color: var(--muted); font-size: .85rem; }
-.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; font-size: .92rem; }
 code, .reply { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .85rem; }
 .reply { display: block; white-space: pre-wrap; overflow-wrap: anywhere; background: var(--code); padding: .2rem .4rem; border-radius: 4px; }
 svg.chart { width: 100%; height: 8rem; display: block; background: var(--code); border-radius: 4px; }
@@ -436,15 +438,18 @@ ${SESSION_REJECT_REASONS.map((r) => html`<tr${show(s, `windows.since_start.sessi
 <section class="card" id="throughput">
 <h2>Bytes and connect latency</h2>
 <table>
-<thead><tr><th></th>${windowHeads}</tr></thead>
+<thead><tr><th></th><th class="n">per s, last min</th><th class="n">per s, last hour</th><th class="n">bytes since start</th></tr></thead>
 <tbody>
-<tr><td>download /s</td>${byWindow((w) => `windows.${w}.bytes_per_second.download`, 'rate')}</tr>
-<tr><td>upload /s</td>${byWindow((w) => `windows.${w}.bytes_per_second.upload`, 'rate')}</tr>
-<tr><td>downloaded, bytes</td>${byWindow((w) => `windows.${w}.bytes.download`)}</tr>
-<tr><td>uploaded, bytes</td>${byWindow((w) => `windows.${w}.bytes.upload`)}</tr>
-<tr><td>connect p50</td>${byWindow((w) => `windows.${w}.data_connect_seconds.p50`, 'ms')}</tr>
-<tr><td>connect p95</td>${byWindow((w) => `windows.${w}.data_connect_seconds.p95`, 'ms')}</tr>
-<tr><td>connects</td>${byWindow((w) => `windows.${w}.data_connect_seconds.count`)}</tr>
+<tr><td>download</td>${num(s, 'windows.last_minute.bytes_per_second.download', 'rate')}${num(s, 'windows.last_hour.bytes_per_second.download', 'rate')}${num(s, 'windows.since_start.bytes.download')}</tr>
+<tr><td>upload</td>${num(s, 'windows.last_minute.bytes_per_second.upload', 'rate')}${num(s, 'windows.last_hour.bytes_per_second.upload', 'rate')}${num(s, 'windows.since_start.bytes.upload')}</tr>
+</tbody>
+</table>
+<table>
+<thead><tr><th>data connect</th>${windowHeads}</tr></thead>
+<tbody>
+<tr><td>p50</td>${byWindow((w) => `windows.${w}.data_connect_seconds.p50`, 'ms')}</tr>
+<tr><td>p95</td>${byWindow((w) => `windows.${w}.data_connect_seconds.p95`, 'ms')}</tr>
+<tr><td>measured</td>${byWindow((w) => `windows.${w}.data_connect_seconds.count`)}</tr>
 </tbody>
 </table>
 </section>

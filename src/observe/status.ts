@@ -40,7 +40,7 @@ export const CHART_MINUTES = 60
 // page of 50 failures stays small whatever the peers send.
 const MAX_REPLY_CHARS = 300
 const MAX_PATH_CHARS = 200
-const MAX_USER_CHARS = 64
+const MAX_USER_CHARS = 128
 const MAX_TEXT_CHARS = 600
 
 /** A failed data connection as the proxy reports it (src/proxy/passive.ts). */
@@ -512,6 +512,14 @@ export class StatusBoard implements StatusRecorder {
       bounds.push(le === '+Inf' ? Infinity : Number(le))
     }
     return bounds.sort((a, b) => a - b)
+  }
+
+  /**
+   * A gauge's value as it changes (the proxy calls this when a session starts and when a pool
+   * port is leased), so that a peak shorter than the sampling interval still counts.
+   */
+  notePeak(kind: 'sessions' | 'pool', value: number): void {
+    this.#notePeak(kind === 'sessions' ? value : 0, kind === 'pool' ? value : 0)
   }
 
   #notePeak(sessions: number, pool: number): void {

@@ -52,7 +52,10 @@ export class ProxyServer {
     this.#tls = loadTlsSettings(options.config)
     this.logger = options.logger
     this.metrics = options.metrics ?? createMetrics({ version: VERSION })
-    this.pool = new PortPool(options.config.passivePorts, () => this.metrics.poolInUse.set(this.pool.inUse))
+    this.pool = new PortPool(options.config.passivePorts, () => {
+      this.metrics.poolInUse.set(this.pool.inUse)
+      this.status.notePeak('pool', this.pool.inUse)
+    })
     this.metrics.poolSize.set(this.pool.size)
     this.metrics.poolInUse.set(0)
     this.#allowList = parseAllowList(options.config.allowClients)
@@ -266,6 +269,7 @@ export class ProxyServer {
       this.#sessions.add(session)
       this.metrics.sessionsTotal.inc()
       this.metrics.sessionsActive.inc()
+      this.status.notePeak('sessions', this.#sessions.size)
       void session.done.then(() => this.#sessions.delete(session))
       session.start()
       client.resume()
