@@ -20,7 +20,9 @@ die() { echo "install-deps: $*" >&2; exit 1; }
 # util-linux (essential anyway) has setpriv, which gives each test server a parent-death signal.
 # python3-pyftpdlib is a fourth FTP server (test/diagnose/pyftpdlib.test.ts), pure Python and
 # without Conflicts: ftp-server, so apt installs it alongside.
-apt_pkgs=(curl wget lftp python3 python3-pyftpdlib iproute2 nftables prometheus openssl perl util-linux systemd)
+# chromium is the real browser test/e2e/status-page.test.ts drives with playwright-core (its
+# executablePath is /usr/bin/chromium; `npx playwright install` would download a browser of its own).
+apt_pkgs=(curl wget lftp python3 python3-pyftpdlib iproute2 nftables prometheus openssl perl util-linux systemd chromium)
 
 # Cache dir name -> the Debian packages unpacked into it. proftpd-core holds the proftpd binary,
 # ftpasswd and the modules dir (usr/lib/proftpd); mod-crypto adds mod_tls.so, which
@@ -145,6 +147,7 @@ check ip -V
 check nft --version
 check prometheus --version
 check promtool --version
+check chromium --version
 
 [ "$failed" = 0 ] || die "some required tools are missing or broken (see above)"
 echo "install-deps: all tools present"
