@@ -5,6 +5,7 @@ import net from 'node:net'
 import { Deadline } from '../deadline.js'
 import { DialError, type DialAttempt, type DialFailure } from '../errors.js'
 import type { DataCandidate } from './address-policy.js'
+import { PooledReader } from './pooled-read.js'
 
 export type { DialAttempt } from '../errors.js'
 
@@ -25,13 +26,14 @@ export async function dialFirst(
   port: number,
   localAddress: string | undefined,
   timeoutMs: number,
+  pooled = false,
 ): Promise<{ socket: net.Socket; candidate: DataCandidate; attempts: DialAttempt[] }> {
   const attempts: DialAttempt[] = []
   let lastCode: string | undefined
   for (const candidate of candidates) {
     const started = performance.now()
     try {
-      const socket = await connectTo(candidate.host, port, localAddress, timeoutMs)
+      const socket = await connectTo(candidate.host, port, localAddress, timeoutMs, pooled)
       attempts.push({ host: candidate.host, port, kind: candidate.kind, ms: performance.now() - started })
       return { socket, candidate, attempts }
     } catch (err) {
@@ -52,13 +54,16 @@ export async function dialFirst(
 /**
  * One TCP connect within `timeoutMs`, from `localAddress` when it is of the target's family.
  * The deadline is a Deadline: a connect that completed while the loop stalled is not a timeout.
+ * `pooled`: its reads land in pooled buffers (pooled-read.ts), for a clear leg the relay reads.
  */
-export function connectTo(host: string, port: number, localAddress: string | undefined, timeoutMs: number): Promise<net.Socket> {
+export function connectTo(host: string, port: number, localAddress: string | undefined, timeoutMs: number, pooled = false): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const options: net.NetConnectOpts = { host, port, allowHalfOpen: true }
+    const reader = pooled ? new PooledReader() : null
+    const options: net.NetConnectOpts = { host, port, allowHalfOpen: true, ...(reader === null ? {} : { onread: reader.onread }) }
     // A local address of the other family cannot be bound for this target: let the kernel pick.
     if (localAddress !== undefined && net.isIP(localAddress) === net.isIP(host)) options.localAddress = localAddress
     const socket = net.connect(options)
+    reader?.attach(socket)
     let settled = false
     const fail = (err: Error): void => {
       if (settled) return

@@ -2,6 +2,7 @@
 // by itself (allowHalfOpen), a broken leg turned into a reset of the other, never into a FIN.
 
 import type net from 'node:net'
+import { pooledReaderOf } from '../net/pooled-read.js'
 import { watchSendQueue } from '../net/send-queue.js'
 
 export interface RelayHooks {
@@ -31,8 +32,11 @@ export function relayLegs(client: net.Socket, upstream: net.Socket, hooks: Relay
     if (hooks.failed()) resetLeg(client)
   })
   // pipe() respects write() returning false and ends the destination on the source's FIN;
-  // with allowHalfOpen each FIN is forwarded on its own.
-  upstream.pipe(client)
+  // with allowHalfOpen each FIN is forwarded on its own. A server leg the proxy dialled in clear
+  // reads into pooled buffers instead (pooled-read.ts), with the same two rules.
+  const pooled = pooledReaderOf(upstream)
+  if (pooled !== undefined) pooled.relayTo(client)
+  else upstream.pipe(client)
   client.pipe(upstream, { end: false })
   // The client's end of an upload is passed on only once it is known to be a FIN: libuv
   // reports an RST that arrives right behind the data as a plain EOF, and a FIN forwarded then

@@ -9,6 +9,7 @@ import type net from 'node:net'
 import { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { Deadline } from '../deadline.js'
+import { pooledReaderOf } from '../net/pooled-read.js'
 import { clientCertificateProblem, clientSocket, serverSocket, type ClientTlsSide, type ServerTlsOptions } from '../net/tls.js'
 import type { ProxyMetrics } from '../observe/metrics.js'
 import { markTlsOver, markTruncated } from './data-relay.js'
@@ -74,6 +75,8 @@ export function protectLegs(
   }
   let upstreamLeg: net.Socket = upstream
   if (dataTls.server !== null) {
+    // A socket dialled for pooled reads would hand the TLS records to the relay (pooled-read.ts).
+    if (pooledReaderOf(upstream) !== undefined) throw new Error('a server data leg dialled for clear reads cannot carry TLS')
     const { options, session } = dataTls.server
     const t = clientSocket(upstream, options, session)
     markTlsOver(t, upstream)

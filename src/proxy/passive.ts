@@ -151,9 +151,9 @@ export class DataSetups {
     })
   }
 
-  #newLease(port: PortLease | null, upstream: Socket | null, relay?: DataLeaseOptions['relay']): DataLease {
+  /** `tls`: how its legs are protected, as decided when its server leg was dialled (now if not given). */
+  #newLease(port: PortLease | null, upstream: Socket | null, relay?: DataLeaseOptions['relay'], tls = this.#opts.dataTls()): DataLease {
     const config = this.#opts.shared.config()
-    const tls = this.#opts.dataTls()
     const lease = new DataLease({
       id: this.#opts.shared.nextLeaseId(),
       port,
@@ -256,9 +256,11 @@ export class DataSetups {
       return []
     }
     if (this.#opts.isClosed()) return abandon()
+    // Decided before the dial: a server leg that stays clear reads into pooled buffers.
+    const tls = this.#opts.dataTls()
     let dialled
     try {
-      dialled = await dialFirst(targets.candidates, endpoint.port, this.#opts.endpoints.upstreamLocalAddress, config.connectTimeoutMs)
+      dialled = await dialFirst(targets.candidates, endpoint.port, this.#opts.endpoints.upstreamLocalAddress, config.connectTimeoutMs, tls?.server == null)
     } catch (err) {
       abandon()
       if (!(err instanceof DialError)) throw err
@@ -292,7 +294,7 @@ export class DataSetups {
       }
     }
     if (this.#opts.isClosed()) return abandon(dialled.socket, clientLeg)
-    const lease = this.#newLease(portLease, dialled.socket)
+    const lease = this.#newLease(portLease, dialled.socket, undefined, tls)
     let out: string
     if (clientLeg !== null) {
       lease.startRelay(clientLeg)
