@@ -10,6 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CI=true
 
 bash scripts/install-deps.sh
+bash scripts/bench-deps.sh --peers-only  # haproxy, socat, mod_proxy: the bench's smoke run (test/bench-smoke.test.ts) needs them all
 npm ci --no-audit --no-fund
 npm run build
 # The tests and benchmarks type-check too (tap runs them transpile-only); one style and the
