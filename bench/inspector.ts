@@ -1,7 +1,8 @@
-// One DevTools protocol command to another Node process's inspector (node --inspect), over a
+// DevTools protocol commands to another Node process's inspector (node --inspect), over a
 // minimal WebSocket client: the proxy has no GC endpoint, and Node 20 has no WebSocket client
 // without --experimental-websocket. The bench uses it for HeapProfiler.collectGarbage (a full
-// collection, V8's LowMemoryNotification) before it reads the proxy's heapUsed.
+// collection, V8's LowMemoryNotification) and Runtime.getHeapUsage right after it, in one
+// session, so that nothing runs in the proxy between the two but what was running anyway.
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 
@@ -22,26 +23,40 @@ function textFrame(text: string): Buffer {
   return Buffer.concat([head, mask, body])
 }
 
+export interface InspectorCommand {
+  method: string
+  params?: Record<string, unknown>
+}
+
 /**
- * Sends `method` with `params` and resolves with its result once the reply with the same id has
- * come (for collectGarbage: once the collection is done); rejects on an error reply, a closed
- * connection or after `timeoutMs`.
+ * Sends the commands one after the other, each once the answer to the one before has come (for
+ * collectGarbage: once the collection is done), and resolves with their results; rejects on an
+ * error reply, a closed connection or after `timeoutMs` for the whole.
  */
-export function inspectorCall(wsUrl: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<unknown> {
+export function inspectorCalls(wsUrl: string, commands: readonly InspectorCommand[], timeoutMs = 60_000): Promise<unknown[]> {
   const url = new URL(wsUrl)
+  const what = commands.map((c) => c.method).join(', ')
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: url.hostname, port: Number(url.port) })
+    const results: unknown[] = []
     let buf = Buffer.alloc(0)
     let upgraded = false
-    const done = (err: Error | null, result?: unknown): void => {
+    let settled = false
+    const done = (err: Error | null): void => {
+      if (settled) return
+      settled = true
       clearTimeout(timer)
       socket.destroy()
       if (err !== null) reject(err)
-      else resolve(result)
+      else resolve(results)
     }
-    const timer = setTimeout(() => done(new Error(`inspector: no answer to ${method} within ${timeoutMs} ms`)), timeoutMs)
+    const send = (): void => {
+      const c = commands[results.length]!
+      socket.write(textFrame(JSON.stringify({ id: results.length + 1, method: c.method, params: c.params ?? {} })))
+    }
+    const timer = setTimeout(() => done(new Error(`inspector: no answer to ${what} within ${timeoutMs} ms`)), timeoutMs)
     socket.on('error', (err) => done(new Error(`inspector: ${err.message}`)))
-    socket.on('close', () => done(new Error(`inspector: connection closed before the answer to ${method}`)))
+    socket.on('close', () => done(new Error(`inspector: connection closed before the answers to ${what}`)))
     socket.on('connect', () => {
       socket.write([
         `GET ${url.pathname} HTTP/1.1`,
@@ -66,7 +81,7 @@ export function inspectorCall(wsUrl: string, method: string, params: Record<stri
         }
         upgraded = true
         buf = buf.subarray(end + 4)
-        socket.write(textFrame(JSON.stringify({ id: 1, method, params })))
+        send()
       }
       // Server frames are unmasked (RFC 6455 5.1); the inspector sends each message in one frame.
       while (buf.length >= 2) {
@@ -86,15 +101,23 @@ export function inspectorCall(wsUrl: string, method: string, params: Record<stri
         const payload = buf.subarray(off, off + len)
         buf = buf.subarray(off + len)
         if (opcode === 0x8) {
-          done(new Error(`inspector: closed by the other side before the answer to ${method}`))
+          done(new Error(`inspector: closed by the other side before the answers to ${what}`))
           return
         }
         if (opcode !== 0x1) continue
+        // Events (no id) and anything else are not answers.
         const msg = JSON.parse(payload.toString('utf8')) as { id?: number; result?: unknown; error?: { message?: string } }
-        if (msg.id !== 1) continue
-        if (msg.error !== undefined) done(new Error(`inspector: ${method}: ${msg.error.message ?? JSON.stringify(msg.error)}`))
-        else done(null, msg.result)
-        return
+        if (msg.id !== results.length + 1) continue
+        if (msg.error !== undefined) {
+          done(new Error(`inspector: ${commands[results.length]!.method}: ${msg.error.message ?? JSON.stringify(msg.error)}`))
+          return
+        }
+        results.push(msg.result)
+        if (results.length === commands.length) {
+          done(null)
+          return
+        }
+        send()
       }
     })
   })
