@@ -9,8 +9,13 @@
 //
 // Only for clear legs: a TLS socket takes over the TCP socket's reads, and an onread socket under
 // it would hand TLS records to the wrong reader (data-tls.ts refuses that).
+//
+// A socket the proxy dials gets `onread` from net.connect. One it accepted (a pool port) cannot:
+// Node 20's net.Server has no `onread`, so its TCP handle, not yet read (pauseOnConnect), is
+// moved into a new socket made with one (withPooledReads): Node's own constructor path for a
+// socket on an existing handle, reached through the private `_handle` and `_server` fields.
 
-import type net from 'node:net'
+import net from 'node:net'
 
 /** Bytes per pooled buffer: fewer, larger reads; 1 MiB gained little more here (0.64 against 0.8 CPU s per GiB). */
 export const POOLED_BUFFER_BYTES = 256 * 1024
@@ -70,14 +75,14 @@ export class PooledReader {
 
   /**
    * Writes everything read to `target` from now on, in order, at most MAX_IN_FLIGHT writes
-   * ahead of it; ends `target` after the socket's FIN, as pipe() does.
+   * ahead of it; ends `target` after the socket's FIN, as pipe() does, unless `end` is false.
    */
-  relayTo(target: net.Socket): void {
+  relayTo(target: net.Socket, { end = true }: { end?: boolean } = {}): void {
     const socket = this.#socket
     if (socket === null || this.#target !== null) throw new Error('a pooled reader relays once, from the socket it is attached to')
     this.#target = target
     target.on('drain', () => this.#resumeIfRoom())
-    socket.once('end', () => target.end())
+    if (end) socket.once('end', () => target.end())
     for (const [chunk, buf] of this.#held.splice(0)) this.#write(chunk, buf)
     this.#paused = true
     this.#resumeIfRoom()
@@ -115,4 +120,33 @@ export class PooledReader {
     this.#paused = false
     socket.resume()
   }
+}
+
+interface HandleFields {
+  _handle: { reading?: boolean } | null
+  _server: unknown
+}
+
+/**
+ * `socket` reading into pooled buffers: itself when it was dialled so; a new socket on its TCP
+ * handle when it was accepted and nothing was read from it yet; else itself unchanged (it then
+ * relays with pipe()). The old object is destroyed without closing the handle, and the server's
+ * count of connections (maxConnections) moves to the new one.
+ */
+export function withPooledReads(socket: net.Socket): net.Socket {
+  if (READERS.has(socket)) return socket
+  const old = socket as unknown as HandleFields
+  const handle = old._handle
+  if (handle === null || handle.reading === true || socket.bytesRead > 0 || socket.destroyed || socket.readableLength > 0) return socket
+  const reader = new PooledReader()
+  // pauseOnCreate: no read until the relay resumes it (net.Server's own option for accepted sockets).
+  const options = { handle, onread: reader.onread, allowHalfOpen: true, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts
+  const fresh = new net.Socket(options)
+  const server = old._server
+  old._handle = null
+  old._server = null
+  ;(fresh as unknown as HandleFields)._server = server
+  socket.destroy()
+  reader.attach(fresh)
+  return fresh
 }

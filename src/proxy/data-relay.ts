@@ -34,10 +34,12 @@ export function relayLegs(client: net.Socket, upstream: net.Socket, hooks: Relay
   // pipe() respects write() returning false and ends the destination on the source's FIN;
   // with allowHalfOpen each FIN is forwarded on its own. A server leg the proxy dialled in clear
   // reads into pooled buffers instead (pooled-read.ts), with the same two rules.
-  const pooled = pooledReaderOf(upstream)
-  if (pooled !== undefined) pooled.relayTo(client)
+  const pooledDown = pooledReaderOf(upstream)
+  if (pooledDown !== undefined) pooledDown.relayTo(client)
   else upstream.pipe(client)
-  client.pipe(upstream, { end: false })
+  const pooledUp = pooledReaderOf(client)
+  if (pooledUp !== undefined) pooledUp.relayTo(upstream, { end: false })
+  else client.pipe(upstream, { end: false })
   // The client's end of an upload is passed on only once it is known to be a FIN: libuv
   // reports an RST that arrives right behind the data as a plain EOF, and a FIN forwarded then
   // would make the server store a truncated file as complete. An empty write fails on a

@@ -283,7 +283,7 @@ export class DataSetups {
     if (form === 'active' && asked?.active != null) {
       const target = asked.active
       try {
-        clientLeg = await connectTo(target.host, target.port, this.#opts.endpoints.localAddress, config.connectTimeoutMs)
+        clientLeg = await connectTo(target.host, target.port, this.#opts.endpoints.localAddress, config.connectTimeoutMs, tls?.client == null)
       } catch (err) {
         abandon(dialled.socket)
         const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message

@@ -10,6 +10,7 @@ import { connectTo } from '../net/dial.js'
 import { closeAfterTail, relayLegs, resetLeg } from './data-relay.js'
 import { DataMeter } from './data-meter.js'
 import { protectLegs } from './data-tls.js'
+import { withPooledReads } from '../net/pooled-read.js'
 import type { DataLeaseOptions, DrainResult } from './lease-options.js'
 
 export type { DataLeaseOptions, DrainResult } from './lease-options.js'
@@ -200,9 +201,9 @@ export class DataLease {
     }
     // Relay mode: the server connected in; now the proxy dials the client's PORT/EPRT address.
     this.#acceptDeadline?.cancel()
-    this.#adoptUpstream(socket)
+    this.#adoptUpstream(this.#opts.tls?.server == null ? withPooledReads(socket) : socket)
     const { host, port, localAddress, timeoutMs } = relay.client
-    connectTo(host, port, localAddress, timeoutMs).then(
+    connectTo(host, port, localAddress, timeoutMs, this.#opts.tls?.client == null).then(
       (client) => {
         if (this.#outcome !== null || this.#ending !== null) client.destroy()
         else this.startRelay(client)
@@ -215,8 +216,10 @@ export class DataLease {
   }
 
   /** Relays between the server leg and a client leg: accepted on the pool port, or dialled. */
-  startRelay(socket: net.Socket): void {
+  startRelay(accepted: net.Socket): void {
     this.#acceptDeadline?.cancel()
+    // A clear client leg reads into pooled buffers (pooled-read.ts); a TLS one reads as TLS does.
+    const socket = this.#opts.tls?.client == null ? withPooledReads(accepted) : accepted
     // A data connection with no transfer command to carry is given --data-accept-timeout for
     // one to come: a client that trickles bytes on it must not hold the port and the session.
     if (this.#command === null) {

@@ -6,7 +6,7 @@ import { EventEmitter, once } from 'node:events'
 import net from 'node:net'
 import t from 'tap'
 import { connectTo } from '../../src/net/dial.js'
-import { POOLED_BUFFER_BYTES, pooledBuffersFree, pooledReaderOf } from '../../src/net/pooled-read.js'
+import { POOLED_BUFFER_BYTES, pooledBuffersFree, pooledReaderOf, withPooledReads } from '../../src/net/pooled-read.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
@@ -157,4 +157,55 @@ t.test('a reader relays once, and only from the socket it was dialled with', asy
   up.destroy()
   plain.destroy()
   p.near.destroy()
+})
+
+t.test('an accepted socket moved to pooled reads: the bytes intact, the FIN passed on, the listener still counts it (maxConnections 1)', async (t) => {
+  const payload = randomBytes(6 * 1024 * 1024 + 3)
+  const accepted: net.Socket[] = []
+  const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (s) => accepted.push(s))
+  server.maxConnections = 1
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  const port = (server.address() as net.AddressInfo).port
+  const sender = net.connect(port, '127.0.0.1')
+  sender.on('error', () => {})
+  for (let i = 0; i < 100 && accepted.length === 0; i++) await new Promise((r) => setTimeout(r, 20))
+  const fresh = withPooledReads(accepted[0]!)
+  t.not(fresh, accepted[0], 'a new socket on the same connection')
+  t.ok(accepted[0]!.destroyed, 'the old one is done with')
+  t.equal(withPooledReads(fresh), fresh, 'moved once')
+  t.equal(fresh.remoteAddress, '127.0.0.1', 'it knows its peer')
+  // A second connection while the first lives is turned away by maxConnections, as before.
+  const second = net.connect(port, '127.0.0.1')
+  second.on('error', () => {})
+  await new Promise((r) => setTimeout(r, 200))
+  t.equal(accepted.length, 1, 'the listener still counts the moved connection')
+  second.destroy()
+  const p = await pair()
+  t.teardown(() => p.close())
+  pooledReaderOf(fresh)!.relayTo(p.near)
+  sender.end(payload)
+  const got = await drain(p.far, 0, 0)
+  t.equal(sha(got), sha(payload), 'every byte, then the FIN')
+  fresh.destroy()
+  p.near.destroy()
+  await once(fresh, 'close')
+  const third = net.connect(port, '127.0.0.1')
+  third.on('error', () => {})
+  for (let i = 0; i < 100 && accepted.length < 2; i++) await new Promise((r) => setTimeout(r, 20))
+  t.equal(accepted.length, 2, 'once it closed, the listener takes the next')
+  third.destroy()
+  for (const s of accepted) s.destroy()
+})
+
+t.test('a socket that was read already is left as it is', async (t) => {
+  const server = net.createServer((s) => s.end('hello'))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+  await once(c, 'data')
+  t.equal(withPooledReads(c), c, 'reading started: not moved')
+  c.destroy()
 })
