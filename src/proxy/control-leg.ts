@@ -25,7 +25,8 @@ export class ControlLeg {
   readonly #handlers: LegHandlers
   #stream: Duplex
   #writer: LegWriter
-  #detach: () => void = () => {}
+  /** The stream the handlers are on, if any. */
+  #listening: Duplex | null = null
 
   constructor(stream: Duplex, lines: LineReader, handlers: LegHandlers) {
     this.#stream = stream
@@ -39,25 +40,30 @@ export class ControlLeg {
     return this.#writer
   }
 
-  /** Starts listening to the stream. */
+  /**
+   * Starts listening to the stream. The session's handlers are registered as they are: no
+   * closures of the leg's own per stream (an idle session's memory is mostly such small objects).
+   */
   listen(): void {
     this.#detach()
     const stream = this.#stream
     const h = this.#handlers
-    const onData = (chunk: Buffer): void => h.onData(chunk)
-    const onEnd = (): void => h.onEnd()
-    const onError = (err: NodeJS.ErrnoException): void => h.onError(err)
-    const onClose = (): void => h.onClose()
-    stream.on('data', onData)
-    stream.on('end', onEnd)
-    stream.on('error', onError)
-    stream.on('close', onClose)
-    this.#detach = () => {
-      stream.off('data', onData)
-      stream.off('end', onEnd)
-      stream.off('error', onError)
-      stream.off('close', onClose)
-    }
+    stream.on('data', h.onData)
+    stream.on('end', h.onEnd)
+    stream.on('error', h.onError)
+    stream.on('close', h.onClose)
+    this.#listening = stream
+  }
+
+  #detach(): void {
+    const stream = this.#listening
+    if (stream === null) return
+    const h = this.#handlers
+    stream.off('data', h.onData)
+    stream.off('end', h.onEnd)
+    stream.off('error', h.onError)
+    stream.off('close', h.onClose)
+    this.#listening = null
   }
 
   /**
