@@ -149,7 +149,7 @@ t.test('the greeting comes over TLS on the implicit listener; AUTH TLS there get
   t.match(text, /^503 TLS is already on/m, 'AUTH TLS on a TLS connection is refused')
 })
 
-t.test('hostile implicit clients (silent, half a ClientHello, garbage, 40 at once) are closed by the handshake deadline and leave nothing held', async (t) => {
+t.test('hostile implicit clients (silent, half a ClientHello, garbage, 24 at once) are closed by the handshake deadline and leave nothing held', async (t) => {
   const p = await startProxy(['--upstream', '127.0.0.1:29850', '--passive-ports', '29890-29894', '--listen-implicit-tls', '127.0.0.1:29895', '--tls-handshake-timeout', '1s', ...tlsArgs], 'info')
   t.teardown(() => p.close())
   // The first 40 bytes of a real ClientHello: a record header that promises more than comes.
@@ -171,7 +171,8 @@ t.test('hostile implicit clients (silent, half a ClientHello, garbage, 40 at onc
   ]
   const started = Date.now()
   const closed = await Promise.all(
-    Array.from({ length: 40 }, (_, i) => {
+    // 24: below vsftpd's listen backlog of 32, as each one opens a session to it first.
+    Array.from({ length: 24 }, (_, i) => {
       const [, bytes] = kinds[i % kinds.length]!
       return new Promise<number>((resolve) => {
         const s = net.connect({ host: '127.0.0.1', port: 29895 })
@@ -190,7 +191,7 @@ t.test('hostile implicit clients (silent, half a ClientHello, garbage, 40 at onc
   t.equal(await metricValue(p, 'ftp_proxy_sessions_active'), 0, 'no session is left')
   t.equal(p.proxy.sessionCount, 0, 'none held in the proxy')
   t.equal(p.proxy.pool.inUse, 0, 'no pool port held')
-  t.ok((await handshakes(p, 'client', 'control', 'failed')) >= 40, 'each counted as a failed handshake')
+  t.ok((await handshakes(p, 'client', 'control', 'failed')) >= 24, 'each counted as a failed handshake')
   // And the listener still serves a real client.
   const down = await curlDownload({ url: ftpsUrl(29895, 'big.bin'), mode: 'epsv', out: join(tmp, 'after-hostile.bin'), extra: curlTls, timeoutMs: 120_000 })
   t.equal(down.code, 0, `a real client is served afterwards: ${down.stderr.slice(-300)}`)
