@@ -19,6 +19,12 @@ import net from 'node:net'
 
 /** Bytes per pooled buffer: fewer, larger reads; 1 MiB gained little more here (0.64 against 0.8 CPU s per GiB). */
 export const POOLED_BUFFER_BYTES = 256 * 1024
+/**
+ * What a reader reads into before its relay starts: a small buffer of its own, not a pooled one, so
+ * that a lease waiting for its client (a pool port that is never used, say) holds 2 x 16 KiB, not
+ * 256 KiB or more. Before the relay the reader stops after one read anyway.
+ */
+const WAITING_BUFFER_BYTES = 16 * 1024
 /** Writes in flight per reader before it stops reading: at most this many buffers (plus the next) per transfer. */
 const MAX_IN_FLIGHT = 4
 /** Buffers kept for reuse when no transfer needs them: 8 MiB at most, whatever the peak was. */
@@ -31,7 +37,7 @@ function take(): Buffer {
 }
 
 function give(buf: Buffer): void {
-  if (free.length < MAX_FREE) free.push(buf)
+  if (buf.length === POOLED_BUFFER_BYTES && free.length < MAX_FREE) free.push(buf)
 }
 
 /** Buffers waiting in the pool now (for tests). */
@@ -62,7 +68,8 @@ export class PooledReader {
 
   constructor() {
     this.onread = {
-      buffer: take,
+      // Called for the first read when the socket is made, and after each read for the next.
+      buffer: () => (this.#target === null ? Buffer.allocUnsafe(WAITING_BUFFER_BYTES) : take()),
       callback: (n: number, buf: Uint8Array): boolean => this.#onRead(n, buf as Buffer),
     }
   }
@@ -75,15 +82,17 @@ export class PooledReader {
 
   /**
    * Writes everything read to `target` from now on, in order, at most MAX_IN_FLIGHT writes
-   * ahead of it; ends `target` after the socket's FIN, as pipe() does, unless `end` is false.
+   * ahead of it; ends `target` after the socket's FIN, as pipe() does, unless `end` is false
+   * (the caller then watches the end with whenEnded). The FIN may have come before the relay
+   * (a server that sent nothing and closed): the held bytes go first, then the end.
    */
   relayTo(target: net.Socket, { end = true }: { end?: boolean } = {}): void {
     const socket = this.#socket
     if (socket === null || this.#target !== null) throw new Error('a pooled reader relays once, from the socket it is attached to')
     this.#target = target
     target.on('drain', () => this.#resumeIfRoom())
-    if (end) socket.once('end', () => target.end())
     for (const [chunk, buf] of this.#held.splice(0)) this.#write(chunk, buf)
+    if (end) whenEnded(socket, () => target.end())
     this.#paused = true
     this.#resumeIfRoom()
   }
@@ -120,6 +129,15 @@ export class PooledReader {
     this.#paused = false
     socket.resume()
   }
+}
+
+/**
+ * Calls `fn` once `socket` has emitted 'end', at once if it already has: a socket that reads from
+ * the moment it connects (onread) may have read its peer's FIN before anyone listened.
+ */
+export function whenEnded(socket: net.Socket, fn: () => void): void {
+  if (socket.readableEnded) fn()
+  else socket.once('end', fn)
 }
 
 interface HandleFields {

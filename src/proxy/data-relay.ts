@@ -2,7 +2,7 @@
 // by itself (allowHalfOpen), a broken leg turned into a reset of the other, never into a FIN.
 
 import type net from 'node:net'
-import { pooledReaderOf } from '../net/pooled-read.js'
+import { pooledReaderOf, whenEnded } from '../net/pooled-read.js'
 import { watchSendQueue } from '../net/send-queue.js'
 
 export interface RelayHooks {
@@ -31,20 +31,41 @@ export function relayLegs(client: net.Socket, upstream: net.Socket, hooks: Relay
   upstream.on('close', () => {
     if (hooks.failed()) resetLeg(client)
   })
-  // pipe() respects write() returning false and ends the destination on the source's FIN;
-  // with allowHalfOpen each FIN is forwarded on its own. A server leg the proxy dialled in clear
-  // reads into pooled buffers instead (pooled-read.ts), with the same two rules.
+  // pipe() respects write() returning false; a clear leg reads into pooled buffers instead
+  // (pooled-read.ts), with the same rule. With allowHalfOpen each FIN is forwarded on its own,
+  // below, once it is known to be one.
   const pooledDown = pooledReaderOf(upstream)
-  if (pooledDown !== undefined) pooledDown.relayTo(client)
-  else upstream.pipe(client)
+  if (pooledDown !== undefined) pooledDown.relayTo(client, { end: false })
+  else upstream.pipe(client, { end: false })
   const pooledUp = pooledReaderOf(client)
   if (pooledUp !== undefined) pooledUp.relayTo(upstream, { end: false })
   else client.pipe(upstream, { end: false })
-  // The client's end of an upload is passed on only once it is known to be a FIN: libuv
-  // reports an RST that arrives right behind the data as a plain EOF, and a FIN forwarded then
-  // would make the server store a truncated file as complete. An empty write fails on a
-  // reset connection and succeeds on a half-closed one.
-  client.once('end', () => {
+  // Each end is passed on only once it is known to be a FIN: libuv reports an RST that arrives
+  // right behind the data as a plain EOF, and a FIN forwarded then would make the server store a
+  // truncated upload as complete, or give the client a truncated download as whole (the server's
+  // 226 may still follow: vsftpd resets a data connection whose peer sent it bytes). An empty
+  // write fails on a reset connection and succeeds on a half-closed one.
+  // A reset whose error libuv has already reported elsewhere (to a write of the client's bytes,
+  // say) still looks like a FIN here; the server's final reply then says 426, which the client
+  // gets, but its data connection has ended cleanly. Holding the FIN for the final reply would
+  // deadlock servers that wait for the data connection's close (TLS shutdown) before replying.
+  whenEnded(upstream, () => {
+    // The client's FIN went to the server already (an upload), or the leg is TLS, on which a
+    // write after the server's close_notify may never call back: nothing to probe with.
+    if (upstream.writableEnded || TCP_UNDER.has(upstream)) {
+      client.end()
+      return
+    }
+    upstream.write(Buffer.alloc(0), (err) => {
+      if (err == null) {
+        client.end()
+        return
+      }
+      hooks.onError(err)
+      resetLeg(client)
+    })
+  })
+  whenEnded(client, () => {
     // A protected upload that ended with a bare FIN, no close_notify: a truncation (RFC 4217 and
     // TLS: only close_notify says the data is complete). The server must not store it. On a
     // download the client's end carries nothing (ftplib closes without close_notify once it

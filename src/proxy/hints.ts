@@ -49,6 +49,9 @@ export function tlsHintFor(side: 'client' | 'server', err: Error): string {
       ? 'the client offers no TLS version the proxy speaks (TLS 1.2 or later): upgrade the client or its TLS settings'
       : 'the FTP server speaks no TLS version the proxy accepts (TLS 1.2 or later)'
   }
+  if (side === 'client' && /client showed no certificate|client's certificate is not accepted|peer did not return a certificate/i.test(text)) {
+    return "the proxy refused the client's certificate (--client-cert): give the client a certificate signed by a CA in --tls-ca"
+  }
   if (/CERT|SELF_SIGNED|ALTNAME|ISSUER|verify/i.test(text)) {
     return side === 'client'
       ? "the client refused the proxy's certificate: give it the CA of --tls-cert, or a certificate for the name it dials"

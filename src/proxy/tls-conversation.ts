@@ -119,8 +119,10 @@ export class TlsConversation {
     })
     const code = await answered
     if (code !== 234) {
-      this.#deps.log.warn({ code }, 'the FTP server refused AUTH TLS (--upstream-tls required); closing')
-      this.#deps.closeWith(`421 The FTP server refused TLS (it answered ${code} to AUTH TLS) and this proxy requires it (--upstream-tls required); closing.\r\n`, 'server refused TLS')
+      // Under required, or under mirror for a client that came with TLS (implicit FTPS).
+      const why = this.#tls.clientSecure ? 'your connection is TLS and this proxy never carries it on in clear' : 'this proxy requires it (--upstream-tls required)'
+      this.#deps.log.warn({ code }, 'the FTP server refused AUTH TLS, which this session requires; closing')
+      this.#deps.closeWith(`421 The FTP server refused TLS (it answered ${code} to AUTH TLS) and ${why}; closing.\r\n`, 'server refused TLS')
       return false
     }
     return this.#secureServer()
@@ -145,7 +147,9 @@ export class TlsConversation {
     } catch (err) {
       const message = (err as Error).message
       this.#deps.log.warn({ error: message, hint: tlsHintFor('server', err as Error) }, 'TLS handshake with the FTP server failed; closing')
-      this.#deps.closeWith(`421 TLS handshake with the FTP server failed (${message}); closing.\r\n`, 'server TLS failed')
+      // OpenSSL's text has line ends and more: one printable line of it goes in the reply.
+      const said = message.replace(/[^\x20-\x7e]+/g, ' ').trim().slice(0, 200)
+      this.#deps.closeWith(`421 TLS handshake with the FTP server failed (${said}); closing.\r\n`, 'server TLS failed')
       return false
     }
   }

@@ -89,6 +89,8 @@ t.test('client certificates required: none is refused at the handshake, a foreig
   t.equal(await handshakes(p, 'client', 'control', 'failed'), 2, 'two client handshakes failed')
   const warned = p.logs.filter((l) => l['msg'] === 'TLS handshake with the client failed; closing').map((l) => String(l['error']))
   t.ok(warned.some((e) => /certificate/.test(e)), `the log says why: ${warned.join(' | ')}`)
+  const hints = p.logs.filter((l) => l['msg'] === 'TLS handshake with the client failed; closing').map((l) => String(l['hint']))
+  t.ok(hints.length >= 2 && hints.every((h) => /the proxy refused the client's certificate/.test(h)), `and the hint names the proxy's refusal: ${hints.join(' | ')}`)
 
   const withCert = [...curlTls, '--cert', client.cert, '--key', client.key]
   const down = await curlDownload({ url, mode: 'epsv', out: join(tmp, 'client-cert.bin'), extra: withCert, timeoutMs: 60_000 })

@@ -209,3 +209,15 @@ t.test('a socket that was read already is left as it is', async (t) => {
   t.equal(withPooledReads(c), c, 'reading started: not moved')
   c.destroy()
 })
+
+t.test('a lease waiting for its client holds small buffers, not pooled ones', async (t) => {
+  const src = await source(randomBytes(1024 * 1024))
+  t.teardown(() => src.close())
+  const before = process.memoryUsage().arrayBuffers
+  const waiting = await Promise.all(Array.from({ length: 40 }, () => connectTo('127.0.0.1', src.port, undefined, 5000, true)))
+  await new Promise((r) => setTimeout(r, 300))
+  const held = process.memoryUsage().arrayBuffers - before
+  // 40 x 2 x 16 KiB = 1.25 MiB; one pooled buffer each would be 10 MiB.
+  t.ok(held < 4 * 1024 * 1024, `40 waiting legs hold ${(held / 1024).toFixed(0)} KiB`)
+  for (const s of waiting) s.destroy()
+})
