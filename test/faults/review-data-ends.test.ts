@@ -71,7 +71,7 @@ t.test('a download whose server leg is reset: a short file never comes with a 22
   // vsftpd resets a data connection whose peer sent it bytes it never read. The reset reaches
   // the client as a reset when the proxy sees it as one; when libuv has already reported it to a
   // write (of the client's bytes) the proxy sees a FIN and passes one on, but the final reply is
-  // vsftpd's 426 then, never a 226 (noted as open in BENCHMARKS.md's review notes).
+  // vsftpd's 426 then, never a 226 (a clean end of a short download there is left open).
   for (let i = 0; i < 8; i++) {
     const c = await RawFtp.connect(proxy.host, proxy.port)
     await c.login()
