@@ -1,7 +1,7 @@
-// Reads of a clear data connection the proxy dials (the server's data port) land in buffers from a
-// shared pool (net.connect's `onread`), and are written on from there: no 64 KiB allocation per
-// read, no stream machinery between the two sockets. Measured here on raw TCP, 1 GiB: pipe() 503-685
-// MB/s at 1.3 CPU s per GiB, 256 KiB pooled reads 886-976 MB/s at 0.8 (BENCHMARKS.md).
+// Reads of a clear data connection land in 1 MiB buffers from a shared pool (net.connect's
+// `onread`), and are written on from there: no 64 KiB allocation per read, no stream machinery
+// between the two sockets. 1 GiB RETR through the proxy: 2.00 CPU s per GiB with pipe(), 0.63 now
+// (BENCHMARKS.md).
 //
 // A buffer goes back to the pool only in its write's callback: until then the kernel may not have
 // every byte of it, and a buffer reused early corrupts the data. Node fetches the buffer for the
@@ -17,8 +17,12 @@
 
 import net from 'node:net'
 
-/** Bytes per pooled buffer: fewer, larger reads; 1 MiB gained little more here (0.64 against 0.8 CPU s per GiB). */
-export const POOLED_BUFFER_BYTES = 256 * 1024
+/**
+ * Bytes per pooled buffer: fewer, larger reads. 1 GiB RETR through the proxy here (npm run bench,
+ * 3 runs): 256 KiB x 4 in flight 729 MB/s at 1.02 CPU s per GiB, 1 MiB x 4 1126 at 0.73, 1 MiB x 2
+ * 1349 at 0.63 (BENCHMARKS.md).
+ */
+export const POOLED_BUFFER_BYTES = 1024 * 1024
 /**
  * What a reader reads into before its relay starts: a small buffer of its own, not a pooled one, so
  * that a lease waiting for its client (a pool port that is never used, say) holds 2 x 16 KiB, not
@@ -26,23 +30,41 @@ export const POOLED_BUFFER_BYTES = 256 * 1024
  */
 const WAITING_BUFFER_BYTES = 16 * 1024
 /** Writes in flight per reader before it stops reading: at most this many buffers (plus the next) per transfer. */
-const MAX_IN_FLIGHT = 4
-/** Buffers kept for reuse when no transfer needs them: 8 MiB at most, whatever the peak was. */
-const MAX_FREE = 32
+const MAX_IN_FLIGHT = 2
+/**
+ * Pooled buffers out at once over every transfer, in flight or armed for the next read (64 MiB):
+ * past it, reads go into small buffers of their own, so that many slow clients at once cannot
+ * hold a pooled buffer or three each.
+ */
+const MAX_OUTSTANDING = 64
+const SMALL_BUFFER_BYTES = 64 * 1024
+/** Buffers kept for reuse when no transfer needs them: 16 MiB at most, whatever the peak was. */
+const MAX_FREE = 16
+/** Pooled buffers taken and not yet given back. */
+let outstanding = 0
 
 const free: Buffer[] = []
 
 function take(): Buffer {
+  if (outstanding >= MAX_OUTSTANDING) return Buffer.allocUnsafe(SMALL_BUFFER_BYTES)
+  outstanding++
   return free.pop() ?? Buffer.allocUnsafe(POOLED_BUFFER_BYTES)
 }
 
+/** A buffer is done with: a pooled one counts as given back, and is kept for reuse if there is room. */
 function give(buf: Buffer): void {
-  if (buf.length === POOLED_BUFFER_BYTES && free.length < MAX_FREE) free.push(buf)
+  if (buf.length !== POOLED_BUFFER_BYTES) return
+  outstanding--
+  if (free.length < MAX_FREE) free.push(buf)
 }
 
-/** Buffers waiting in the pool now (for tests). */
+/** Buffers waiting in the pool now, and writes in flight over every reader (for tests). */
 export function pooledBuffersFree(): number {
   return free.length
+}
+
+export function pooledBuffersOutstanding(): number {
+  return outstanding
 }
 
 const READERS = new WeakMap<net.Socket, PooledReader>()
@@ -65,11 +87,16 @@ export class PooledReader {
   readonly #held: Array<[Buffer, Buffer]> = []
   #inFlight = 0
   #paused = false
+  /** The buffer Node will read into next: given back when the socket closes without using it. */
+  #armed: Buffer | null = null
 
   constructor() {
     this.onread = {
       // Called for the first read when the socket is made, and after each read for the next.
-      buffer: () => (this.#target === null ? Buffer.allocUnsafe(WAITING_BUFFER_BYTES) : take()),
+      buffer: () => {
+        this.#armed = this.#target === null ? Buffer.allocUnsafe(WAITING_BUFFER_BYTES) : take()
+        return this.#armed
+      },
       callback: (n: number, buf: Uint8Array): boolean => this.#onRead(n, buf as Buffer),
     }
   }
@@ -78,6 +105,11 @@ export class PooledReader {
   attach(socket: net.Socket): void {
     this.#socket = socket
     READERS.set(socket, this)
+    socket.once('close', () => {
+      // The handle is closed: nothing reads into the armed buffer any more.
+      if (this.#armed !== null) give(this.#armed)
+      this.#armed = null
+    })
   }
 
   /**
@@ -98,6 +130,7 @@ export class PooledReader {
   }
 
   #onRead(n: number, buf: Buffer): boolean {
+    if (buf === this.#armed) this.#armed = null
     const chunk = buf.subarray(0, n)
     if (this.#target === null) {
       this.#held.push([chunk, buf])

@@ -6,7 +6,7 @@ import { EventEmitter, once } from 'node:events'
 import net from 'node:net'
 import t from 'tap'
 import { connectTo } from '../../src/net/dial.js'
-import { POOLED_BUFFER_BYTES, pooledBuffersFree, pooledReaderOf, withPooledReads } from '../../src/net/pooled-read.js'
+import { POOLED_BUFFER_BYTES, pooledBuffersFree, pooledBuffersOutstanding, pooledReaderOf, withPooledReads } from '../../src/net/pooled-read.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
@@ -220,4 +220,29 @@ t.test('a lease waiting for its client holds small buffers, not pooled ones', as
   // 40 x 2 x 16 KiB = 1.25 MiB; one pooled buffer each would be 10 MiB.
   t.ok(held < 4 * 1024 * 1024, `40 waiting legs hold ${(held / 1024).toFixed(0)} KiB`)
   for (const s of waiting) s.destroy()
+})
+
+t.test('many transfers whose clients do not read hold at most 64 pooled buffers between them, and give every one back', async (t) => {
+  const src = await source(randomBytes(8 * 1024 * 1024))
+  t.teardown(() => src.close())
+  const legs = await Promise.all(
+    Array.from({ length: 48 }, async () => {
+      const up = await connectTo('127.0.0.1', src.port, undefined, 5000, true)
+      const p = await pair()
+      p.far.pause()
+      pooledReaderOf(up)!.relayTo(p.near)
+      return { up, p }
+    }),
+  )
+  await new Promise((r) => setTimeout(r, 1000))
+  // 48 transfers x 3 pooled buffers (two in flight, one armed) would be 144; past 64, small ones.
+  t.ok(pooledBuffersOutstanding() <= 64 && pooledBuffersOutstanding() >= 32, `${pooledBuffersOutstanding()} pooled buffers out`)
+  for (const { up, p } of legs) {
+    up.destroy()
+    p.near.destroy()
+    p.far.destroy()
+    p.close()
+  }
+  for (let i = 0; i < 50 && pooledBuffersOutstanding() > 0; i++) await new Promise((r) => setTimeout(r, 20))
+  t.equal(pooledBuffersOutstanding(), 0, 'every pooled buffer given back once the sockets closed')
 })
