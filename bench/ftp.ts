@@ -66,7 +66,9 @@ export async function final(ftp: RawFtp, step: string, codes: readonly number[],
     }
     if (r === null) throw new StepFailure(`${step}: connection closed`)
     if (r.code < 200) continue
-    if (!codes.includes(r.code)) throw new StepFailure(`${step}: ${r.code}`)
+    // The code and the reply's first words (vsftpd's "500 OOPS: vsf_sysutil_bind", say), few enough
+    // that failures of one kind count together.
+    if (!codes.includes(r.code)) throw new StepFailure(`${step}: ${r.code} ${r.text.replace(/^\d{3}[ -]/, '').split(/\s+/).slice(0, 3).join(' ')}`.trimEnd())
     return r
   }
 }

@@ -148,10 +148,11 @@ function layoutPools(o: Options): { latencyVsftpd: Range; latencyProxy: Range; s
   return {
     latencyVsftpd: take('latency', 'vsftpd passive range', latencySize),
     latencyProxy: take('latency', 'proxy pool', latencySize),
-    // 1.5 ports per concurrent session for the proxy (a lease each, and ports in TIME_WAIT); 2.5 for
-    // vsftpd, which gives up a PASV after 9 random ports it cannot bind.
+    // 1.5 ports per concurrent session for the proxy (a lease each, and ports in TIME_WAIT); 5 for
+    // vsftpd, which gives up a PASV with "500 OOPS" after 9 random ports it cannot bind: with 2.5,
+    // one PASV in 1,000 sessions got it (2026-12-01 22:10).
     sessionsProxy: take('sessions', 'proxy pool', Math.max(50, Math.ceil(o.sessions * 1.5))),
-    sessionsVsftpd: take('sessions', 'vsftpd passive range', Math.max(100, Math.ceil(o.sessions * 2.5))),
+    sessionsVsftpd: take('sessions', 'vsftpd passive range', Math.max(100, Math.ceil(o.sessions * 5))),
   }
 }
 
