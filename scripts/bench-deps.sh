@@ -37,59 +37,17 @@ if [ "$peers_only" = false ]; then bash "$repo/scripts/install-deps.sh"; fi
 
 peers=(haproxy socat proftpd-mod-proxy)
 
-installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
-
-# The lib* names of a package's Depends (first alternative, no version), as install-deps.sh records them.
-lib_deps() {
-  dpkg-deb -f "$1" Depends | tr ',' '\n' | sed -E 's/\|.*//; s/\(.*\)//; s/^ +| +$//g' | grep -E '^lib' || true
-}
-
-updated=false
-apt_update_once() {
-  if [ "$updated" = false ]; then apt-get update -q; updated=true; fi
-}
-
-unpack() {
-  local pkg=$1 dir="$cache/$1" dl
-  dl=$(mktemp -d)
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  # apt's download sandbox user (_apt) cannot write to a root-only mktemp dir; we are root anyway.
-  (cd "$dl" && apt-get -q -o APT::Sandbox::User=root download "$pkg")
-  for deb in "$dl"/*.deb; do
-    dpkg-deb -x "$deb" "$dir"
-    lib_deps "$deb" >>"$dir/.libdeps"
-    dpkg-deb -W --showformat='${Package} ${Version}\n' "$deb" >>"$dir/.versions"
-  done
-  rm -rf "$dl"
-  # Written last, so an interrupted unpack is redone.
-  touch "$dir/.unpacked"
-}
+# installed, lib_deps, apt_update_once, unpack_debs, apt_install_quiet.
+. "$(dirname "${BASH_SOURCE[0]}")/deb-lib.sh"
 
 for pkg in "${peers[@]}"; do
-  if [ ! -f "$cache/$pkg/.unpacked" ]; then apt_update_once; unpack "$pkg"; fi
+  if [ ! -f "$cache/$pkg/.unpacked" ]; then apt_update_once; unpack_debs "$cache/$pkg" "$pkg"; fi
 done
 
 mapfile -t libs < <(for pkg in "${peers[@]}"; do cat "$cache/$pkg/.libdeps"; done | sort -u)
 to_install=()
 for p in "${libs[@]}"; do installed "$p" || to_install+=("$p"); done
-if [ ${#to_install[@]} -gt 0 ]; then
-  apt_update_once
-  # Libraries start no service, but a dependency might: the same guard as install-deps.sh
-  # (invoke-rc.d reads 101 from policy-rc.d as "not allowed"), put back on any exit.
-  policy=/usr/sbin/policy-rc.d
-  backup=""
-  if [ -e "$policy" ]; then backup=$(mktemp); cp -p "$policy" "$backup"; fi
-  restore_policy() {
-    if [ -n "$backup" ]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
-  }
-  trap restore_policy EXIT
-  printf '#!/bin/sh\nexit 101\n' >"$policy"
-  chmod 755 "$policy"
-  apt-get install -y -q --no-install-recommends "${to_install[@]}"
-  restore_policy
-  trap - EXIT
-fi
+if [ ${#to_install[@]} -gt 0 ]; then apt_install_quiet "${to_install[@]}"; fi
 
 # Verification: each peer's file is there, loads all its libraries, and the programs answer a
 # version query. mod_proxy.so is loaded by the bench itself (bench/throughput.ts startModProxy).

@@ -33,63 +33,20 @@ declare -A server_debs=(
   [pure-ftpd]="pure-ftpd"
 )
 
-installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
-
-# Runtime libraries of the unpacked servers: the lib* names from their control files' Depends
-# (first alternative, version constraint dropped), recorded at unpack time so a rerun needs no .deb.
-lib_deps() {
-  dpkg-deb -f "$1" Depends | tr ',' '\n' | sed -E 's/\|.*//; s/\(.*\)//; s/^ +| +$//g' | grep -E '^lib' || true
-}
-
-unpack_server() {
-  local name=$1 dir="$cache/$1" dl
-  dl=$(mktemp -d)
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  # apt's download sandbox user (_apt) cannot write to a root-only mktemp dir; we are root anyway.
-  (cd "$dl" && apt-get -q -o APT::Sandbox::User=root download ${server_debs[$name]})
-  for deb in "$dl"/*.deb; do
-    dpkg-deb -x "$deb" "$dir"
-    lib_deps "$deb" >>"$dir/.libdeps"
-    dpkg-deb -W --showformat='${Package} ${Version}\n' "$deb" >>"$dir/.versions"
-  done
-  rm -rf "$dl"
-  touch "$dir/.unpacked"
-}
-
-# apt-get update once, and only when something is to be fetched: a rerun on a ready machine
-# touches no network.
-updated=false
-apt_update_once() {
-  if [ "$updated" = false ]; then apt-get update -q; updated=true; fi
-}
+# installed, lib_deps, apt_update_once, unpack_debs, apt_install_quiet.
+. "$(dirname "${BASH_SOURCE[0]}")/deb-lib.sh"
 
 for name in "${!server_debs[@]}"; do
   # .unpacked is written last, so an interrupted unpack is redone.
-  if [ ! -f "$cache/$name/.unpacked" ]; then apt_update_once; unpack_server "$name"; fi
+  # shellcheck disable=SC2086 # the package list of one name, word-split on purpose
+  if [ ! -f "$cache/$name/.unpacked" ]; then apt_update_once; unpack_debs "$cache/$name" ${server_debs[$name]}; fi
 done
 
 mapfile -t libs < <(cat "$cache"/*/.libdeps | sort -u)
 to_install=()
 for p in "${apt_pkgs[@]}" "${libs[@]}"; do installed "$p" || to_install+=("$p"); done
 
-if [ ${#to_install[@]} -gt 0 ]; then
-  apt_update_once
-  # invoke-rc.d asks policy-rc.d before starting a service; 101 means "not allowed". Ours
-  # stands only for this install; whatever was there before is put back on any exit.
-  policy=/usr/sbin/policy-rc.d
-  backup=""
-  if [ -e "$policy" ]; then backup=$(mktemp); cp -p "$policy" "$backup"; fi
-  restore_policy() {
-    if [ -n "$backup" ]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
-  }
-  trap restore_policy EXIT
-  printf '#!/bin/sh\nexit 101\n' >"$policy"
-  chmod 755 "$policy"
-  apt-get install -y -q --no-install-recommends "${to_install[@]}"
-  restore_policy
-  trap - EXIT
-fi
+if [ ${#to_install[@]} -gt 0 ]; then apt_install_quiet "${to_install[@]}"; fi
 
 # The tests start Prometheus themselves on their own ports: a packaged service must not hold 9090.
 if [ -d /run/systemd/system ]; then
