@@ -38,8 +38,8 @@ const MAX_IN_FLIGHT = 2
  */
 const MAX_OUTSTANDING = 64
 const SMALL_BUFFER_BYTES = 64 * 1024
-/** Buffers kept for reuse when no transfer needs them: 16 MiB at most, whatever the peak was. */
-const MAX_FREE = 16
+/** Buffers kept for reuse when no transfer needs them: 4 MiB at most (a transfer cycles 3), whatever the peak was. */
+const MAX_FREE = 4
 /** Pooled buffers taken and not yet given back. */
 let outstanding = 0
 
