@@ -56,6 +56,14 @@ export function relayLegs(client: net.Socket, upstream: net.Socket, hooks: Relay
       client.end()
       return
     }
+    // Bytes of the client's still wait to go to a server that has ended its side and may never
+    // read them (a client that writes on a download): the probe would wait behind them, holding
+    // the transfer until the server closes. Such a download is suspect: it ends with a reset.
+    if (upstream.writableLength > 0) {
+      hooks.onError(new Error("the server ended the download while the client's bytes on its data connection were still unsent to it"))
+      resetLeg(client)
+      return
+    }
     upstream.write(Buffer.alloc(0), (err) => {
       if (err == null) {
         client.end()
