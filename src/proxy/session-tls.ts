@@ -115,8 +115,10 @@ export class SessionTls {
    */
   async #upgrade(leg: 'client' | 'server', start: (old: net.Socket) => Handshake): Promise<void> {
     let handshake: Handshake | undefined
+    let tcp: Duplex | undefined
     this.#opts.swap(leg, (unread, old) => {
       if (unread.length > 0) old.unshift(unread)
+      tcp = old
       handshake = start(old as net.Socket)
       // Set before the swap's flow pass, so that the new leg is read from the start.
       this.#handshaking[leg] = true
@@ -127,6 +129,9 @@ export class SessionTls {
       await handshake.secure
     } catch (err) {
       this.#opts.metrics.tlsHandshake(leg, 'control', 'failed')
+      // The TCP connection under the failed TLS socket goes too, whatever the TLS socket did
+      // with it: under load a hostile implicit client's connection once outlived its session.
+      tcp?.destroy()
       throw err
     } finally {
       this.#handshaking[leg] = false
