@@ -17,7 +17,7 @@ import type net from 'node:net'
 import { startVsftpd } from '../test/e2e/lib/servers.js'
 import type { RawFtp } from '../test/fixtures/raw-ftp.js'
 import { command, countReasons, final, login, openControl, pasvConnect, readToEnd, reasonOf } from './ftp.js'
-import { percentile, startProxyProcess } from './lib.js'
+import { percentile, startProxyProcess, type SectionPorts } from './lib.js'
 
 const PER_SESSION = 100
 const STEP_MS = 10_000
@@ -26,12 +26,7 @@ const WARM_UP = 10
 
 export interface LatencyOptions {
   tries: number
-  ports: {
-    vsftpd: number
-    vsftpdPasv: { min: number; max: number }
-    proxy: number
-    proxyPool: { min: number; max: number }
-  }
+  ports: SectionPorts
   proxyMain: string
   /** The whole section stops here, whatever is left; each step has its own deadline besides. */
   deadlineMs: number

@@ -390,3 +390,11 @@ export function sample(text: string, name: string, labels = ''): number {
 export function fmtMiB(bytes: number): string {
   return `${(bytes / MiB).toFixed(1)} MiB`
 }
+
+/** The ports of a section that runs vsftpd and the proxy in front of it. */
+export interface SectionPorts {
+  vsftpd: number
+  vsftpdPasv: { min: number; max: number }
+  proxy: number
+  proxyPool: { min: number; max: number }
+}

@@ -23,7 +23,7 @@ import { dirname, join } from 'node:path'
 import { startVsftpd } from '../test/e2e/lib/servers.js'
 import type { RawFtp } from '../test/fixtures/raw-ftp.js'
 import { command, countReasons, final, login, openControl, pasvConnect, reasonOf, readToEnd, StepFailure } from './ftp.js'
-import { MiB, procCpuSeconds, procMemory, sample, scrape, sleep, startProxyProcess } from './lib.js'
+import { MiB, procCpuSeconds, procMemory, sample, scrape, sleep, startProxyProcess, type SectionPorts } from './lib.js'
 
 const LOGIN_WAVE = 25
 const FILE_BYTES = MiB
@@ -34,12 +34,7 @@ const WRONG_ADDR = '127.0.0.99'
 
 export interface SessionsOptions {
   sessions: number
-  ports: {
-    vsftpd: number
-    vsftpdPasv: { min: number; max: number }
-    proxy: number
-    proxyPool: { min: number; max: number }
-  }
+  ports: SectionPorts
   proxyMain: string
   cleanup: Array<() => Promise<unknown>>
   log: (s: string) => void
