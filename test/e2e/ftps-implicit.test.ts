@@ -177,6 +177,9 @@ t.test('hostile implicit clients (silent, half a ClientHello, garbage, 24 at onc
       return new Promise<number>((resolve) => {
         const s = net.connect({ host: '127.0.0.1', port: 29895 })
         s.on('error', () => {})
+        // Whatever the proxy sends back (an alert) is read, so that its FIN is seen: a socket
+        // whose received bytes nobody reads never emits 'end', nor 'close'.
+        s.resume()
         s.on('connect', () => {
           if (bytes.length > 0) s.write(bytes)
         })
