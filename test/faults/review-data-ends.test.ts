@@ -4,7 +4,9 @@
 //   reach the client at once, with the 226 (it waited for --data-idle-timeout);
 // - a download whose server leg is reset (vsftpd resets a data connection whose peer sent it bytes
 //   it never read): a short file never comes with a 226.
-// Ports: 28900-28949.
+// - a download the server ends while the client's bytes toward it are still unsent (a scripted
+//   server that half-closes and never reads) ends at once with a reset.
+// Ports: 28900-28959.
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -90,4 +92,60 @@ t.test('a download whose server leg is reset: a short file never comes with a 22
     t.ok(whole ? final?.code === 226 : final !== null && final.code >= 400, `run ${i}: ${got.reset ? 'reset' : 'clean end'} after ${got.bytes.length} of ${payload.length} bytes, final reply ${final?.code}`)
     c.close()
   }
+})
+
+t.test('a download the server ends while the client\'s bytes toward it are still unsent ends at once with a reset, not when the server closes', async (t) => {
+  // A scripted server (no real one does this on demand): its data connection sends 1 MiB, ends
+  // its side, never reads, and closes only 20 s later; then 226.
+  const held: net.Socket[] = []
+  let dataLeg: net.Socket | null = null
+  const data = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+    held.push(s)
+    s.on('error', () => {})
+    dataLeg = s
+  })
+  await new Promise<void>((resolve) => data.listen(28951, '127.0.0.1', resolve))
+  const control = net.createServer((s) => {
+    held.push(s)
+    s.on('error', () => {})
+    s.write('220 scripted\r\n')
+    s.on('data', (b: Buffer) => {
+      for (const line of b.toString('latin1').split('\r\n').filter((l) => l !== '')) {
+        const verb = line.split(' ')[0]?.toUpperCase()
+        if (verb === 'USER') s.write('230 ok\r\n')
+        else if (verb === 'EPSV') s.write('229 Entering Extended Passive Mode (|||28951|)\r\n')
+        else if (verb === 'RETR') {
+          s.write('150 go\r\n')
+          dataLeg?.end(Buffer.alloc(1024 * 1024, 7))
+          const leg = dataLeg
+          setTimeout(() => leg?.destroy(), 20_000).unref()
+        } else s.write('200 ok\r\n')
+      }
+    })
+  })
+  await new Promise<void>((resolve) => control.listen(28950, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const s of held) s.destroy()
+    data.close()
+    control.close()
+  })
+  const p = await startProxy(['--upstream', '127.0.0.1:28950', '--passive-ports', '28952-28959', '--data-idle-timeout', '60s'], 'info')
+  t.teardown(() => p.close())
+  const c = await RawFtp.connect(p.host, p.port)
+  t.teardown(() => c.close())
+  await c.login()
+  const epsv = await c.cmd('EPSV')
+  const port = Number(/\|\|\|(\d+)\|/.exec(epsv.text)?.[1])
+  const d = net.connect(port, '127.0.0.1')
+  await once(d, 'connect')
+  // Junk on a download connection, more than the kernels take at once.
+  d.write(Buffer.alloc(8 * 1024 * 1024, 1))
+  await new Promise((r) => setTimeout(r, 500))
+  const reading = readToEnd(d)
+  const started = performance.now()
+  c.socket.write('RETR x\r\n')
+  const got = await reading
+  const seconds = (performance.now() - started) / 1000
+  t.ok(got.reset, 'the client leg is reset')
+  t.ok(seconds < 10, `within ${seconds.toFixed(2)} s, not when the server closes (20 s)`)
 })
