@@ -1,7 +1,7 @@
 // Settings for the proxy command: defaults, flags, environment and an optional config file,
 // merged, validated and frozen (STYLE.md 8, after fastify lib/initial-config-validation.js).
 //
-// loadConfig only builds a Config; it never prints or exits. main.ts picks the command first:
+// loadConfig only builds a Config; it never prints or exits. cli.ts picks the command first:
 // `diagnose`, `demo` and `--help`/`-h` are handled there, and loadConfig gets the arguments after
 // the program name and after the optional `proxy` command word. Anything loadConfig does not
 // know, `--help` included, is a ConfigError, so a mistyped flag stops the proxy instead of being
