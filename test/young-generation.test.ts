@@ -60,7 +60,8 @@ t.test('which node flags count as the operator sizing the young generation', asy
     [['--max-semi-space-size=64'], '', true],
     [['--max_semi_space_size=64'], '', true],
     [['--min-semi-space-size', '8'], '', true],
-    [[], '--enable-source-maps  --semi-space-growth-factor=4', true],
+    [[], '--enable-source-maps  --max-semi-space-size=32', true],
+    [['--semi-space-growth-factor=4'], '', true],
     [[], '--max-semi-space-sizes=1', false],
   ]
   for (const [argv, env, want] of table) t.equal(operatorSizedYoungGeneration(argv, env), want, `${JSON.stringify(argv)} NODE_OPTIONS=${JSON.stringify(env)}`)
