@@ -1,5 +1,5 @@
 // Command line: `proxy` (the default), `demo`, `diagnose`; signals and exit codes. Loaded by
-// main.ts once the young generation is pinned.
+// main.ts once the young generation is capped.
 // Exit codes: 0 stopped by a signal (or done), 1 an address cannot be listened on (one line on
 // stderr naming the setting and the address) or an unexpected failure (a stack trace), 2 bad
 // settings or usage.
