@@ -31,12 +31,11 @@
 //
 // Ports, all on 127.0.0.1: upstream 24340, proxy 24341, passive pool 24350-24399.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, realpathSync } from 'node:fs'
+import { accessSync, constants } from 'node:fs'
 import net from 'node:net'
 import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { loadAvg, MiB, PROXY_MAIN, procCpuSeconds, procMemory, sleep } from './lib.js'
+import { loadAvg, MiB, PROXY_MAIN, procCpuSeconds, procMemory, runIfMain, sleep } from './lib.js'
 
 const MODES = ['help', 'noop', 'churn'] as const
 type Mode = (typeof MODES)[number]
@@ -384,14 +383,4 @@ async function main(): Promise<number> {
   return 0
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
-  main().then(
-    (code) => {
-      process.exitCode = code
-    },
-    (err: unknown) => {
-      process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
-      process.exitCode = 1
-    },
-  )
-}
+runIfMain(import.meta.url, main)

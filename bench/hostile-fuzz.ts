@@ -24,11 +24,11 @@
 // Exit 0 when every check holds, 1 otherwise. Ports: pool 27170-27199 (the test uses
 // 27100-27169); everything else on port 0.
 import { randomInt } from 'node:crypto'
-import { readFileSync, realpathSync, writeFileSync } from 'node:fs'
-import { pathToFileURL } from 'node:url'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { formatReport, runFuzz } from '../test/fixtures/hostile/fuzz.js'
 import { parseSeed } from '../test/fixtures/hostile/prng.js'
+import { runIfMain } from './lib.js'
 
 function parseRange(text: string): number[] {
   const out: number[] = []
@@ -105,14 +105,4 @@ function readLoad(): string {
   }
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
-  main().then(
-    (code) => {
-      process.exitCode = code
-    },
-    (err: unknown) => {
-      process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
-      process.exitCode = 1
-    },
-  )
-}
+runIfMain(import.meta.url, main)

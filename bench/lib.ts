@@ -2,17 +2,34 @@
 // the proxy's /metrics, and small statistics. Every wait here has a deadline: a benchmark that
 // hangs tells nobody anything.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, readdirSync, readFileSync } from 'node:fs'
+import { accessSync, constants, readdirSync, readFileSync, realpathSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { findBinary } from '../test/e2e/lib/bin.js'
 
 export const REPO = fileURLToPath(new URL('../', import.meta.url))
 export const PROXY_MAIN = join(REPO, 'dist/main.js')
 
 export const MiB = 1024 * 1024
+
+/**
+ * Runs `main` when the module at `moduleUrl` is the script node was started with (not when a test
+ * imports it); the number it resolves to is the exit code, and a throw prints its stack and exits 1.
+ */
+export function runIfMain(moduleUrl: string, main: () => Promise<number>): void {
+  if (process.argv[1] === undefined || moduleUrl !== pathToFileURL(realpathSync(process.argv[1])).href) return
+  main().then(
+    (code) => {
+      process.exitCode = code
+    },
+    (err: unknown) => {
+      process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+      process.exitCode = 1
+    },
+  )
+}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
